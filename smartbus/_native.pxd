@@ -1,0 +1,353 @@
+# cython: language_level=3
+"""C API of the bundled SmartBus SDK (vendor/smartbus-sdk) and the layouts of
+the extension types, for `cimport` from other Cython code."""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
+
+
+cdef extern from "smartbus.h" nogil:
+    enum:
+        SMARTBUS_PACKET_HEAD_SIZE
+        SMARTBUS_MAX_DATA_SIZE
+        SMARTBUS_MAX_FLOW_PARAM_SIZE
+        SMARTBUS_CMDTYPE_SYSTEM
+        SMARTBUS_SYSCMD_PING
+        SMARTBUS_SYSCMD_PING_ACK
+        SMARTBUS_ERR_OK
+        SMARTBUS_ERR_ARGUMENT
+        SMARTBUS_ERR_UNITID_INVALID
+        SMARTBUS_ERR_CLIENTID_INVALID
+        SMARTBUS_ERR_MAX_DATASIZE
+        SMARTBUS_ERR_TIMEOUT
+        SMARTBUS_ERR_OTHER
+
+    ctypedef struct SMARTBUS_PACKET_HEAD:
+        uint16_t head_flag
+        uint8_t cmd
+        uint8_t cmdtype
+        uint8_t src_unit_client_type
+        uint8_t src_unit_id
+        uint8_t src_unit_client_id
+        uint8_t dest_unit_client_type
+        uint8_t dest_unit_id
+        uint8_t dest_unit_client_id
+        uint8_t reserved[2]
+        int32_t packet_size
+        int32_t datalen
+
+    ctypedef void (*smartbus_connection_cb)(void *arg, unsigned char local_clientid,
+                                            int accesspoint_unitid, int ack)
+    ctypedef void (*smartbus_disconnect_cb)(void *arg, unsigned char local_clientid)
+    ctypedef void (*smartbus_recvdata_cb)(void *arg, unsigned char local_clientid,
+                                          SMARTBUS_PACKET_HEAD *head, void *data, int size)
+    ctypedef void (*smartbus_invokeflow_ack_cb)(void *arg, unsigned char local_clientid,
+                                                SMARTBUS_PACKET_HEAD *head,
+                                                const char *projectid, int invoke_id, int ack,
+                                                const char *msg)
+    ctypedef void (*smartbus_invokeflow_ret_cb)(void *arg, unsigned char local_clientid,
+                                                SMARTBUS_PACKET_HEAD *head,
+                                                const char *projectid, int invoke_id, int ret,
+                                                const char *param)
+    ctypedef void (*smartbus_global_connect_cb)(void *arg, char unitid, char clientid,
+                                                char clienttype, char accesspoint_unitid,
+                                                char status, const char *add_info)
+    ctypedef void (*smartbus_trace_str_cb)(const char *msg)
+    ctypedef void (*smartbus_trace_cb)(const char *fmt, ...)
+
+
+cdef extern from "smartbus_netcli_interface.h" nogil:
+    int SmartBusNetCli_Init(unsigned char unitid)
+    int SmartBusNetCli_InitEx(unsigned char unitid, const char *options)
+    void SmartBusNetCli_Release()
+    void SmartBusNetCli_SetCallBackFn(smartbus_connection_cb, smartbus_recvdata_cb,
+                                      smartbus_disconnect_cb, smartbus_invokeflow_ret_cb,
+                                      smartbus_global_connect_cb, void *arg)
+    void SmartBusNetCli_SetCallBackFnArg(void *arg)
+    int SmartBusNetCli_SetCallBackFnEx(const char *name, void *func)
+    void SmartBusNetCli_SetTrace(smartbus_trace_cb, smartbus_trace_cb)
+    void SmartBusNetCli_SetTraceStr(smartbus_trace_str_cb, smartbus_trace_str_cb)
+    int SmartBusNetCli_CreateConnect(unsigned char local_clientid, int local_clienttype,
+                                     const char *masterip, unsigned short masterport,
+                                     const char *slaverip, unsigned short slaverport,
+                                     const char *author_username, const char *author_pwd,
+                                     const char *add_info)
+    int SmartBusNetCli_SendData(unsigned char local_clientid, unsigned char cmd,
+                                unsigned char cmdtype, int dst_unitid, int dst_clientid,
+                                int dst_clienttype, const void *data, int size)
+    int SmartBusNetCli_SendPing(unsigned char local_clientid, int dst_unitid, int dst_clientid,
+                                int dst_clienttype, const void *data, int size)
+    int SmartBusNetCli_RemoteInvokeFlow(unsigned char local_clientid, int server_unitid,
+                                        int processindex, const char *projectid,
+                                        const char *flowid, int mode, int timeout,
+                                        const char *in_valuelist)
+    int SmartBusNetCli_SendNotify(unsigned char local_clientid, int server_unitid,
+                                  int processindex, const char *projectid, const char *title,
+                                  int mode, int expires, const char *param)
+
+
+cdef extern from "smartbus_ipccli_interface.h" nogil:
+    const char *SMARTBUS_IPC_DEFAULT_PATH
+    int SmartBusIpcCli_Init(int clienttype, int clientid)
+    void SmartBusIpcCli_Release()
+    void SmartBusIpcCli_SetCallBackFn(smartbus_connection_cb, smartbus_recvdata_cb,
+                                      smartbus_disconnect_cb, smartbus_invokeflow_ret_cb,
+                                      smartbus_global_connect_cb, void *arg)
+    void SmartBusIpcCli_SetCallBackFnArg(void *arg)
+    int SmartBusIpcCli_SetCallBackFnEx(const char *name, void *func)
+    void SmartBusIpcCli_SetTrace(smartbus_trace_cb, smartbus_trace_cb)
+    void SmartBusIpcCli_SetTraceStr(smartbus_trace_str_cb, smartbus_trace_str_cb)
+    int SmartBusIpcCli_SetPath(const char *path)
+    int SmartBusIpcCli_CreateConnect(const char *author_username, const char *author_pwd,
+                                     const char *add_info)
+    int SmartBusIpcCli_SendData(unsigned char cmd, unsigned char cmdtype, int dst_unitid,
+                                int dst_clientid, int dst_clienttype, const void *data, int size)
+    int SmartBusIpcCli_SendPing(int dst_unitid, int dst_clientid, int dst_clienttype,
+                                const void *data, int size)
+    int SmartBusIpcCli_RemoteInvokeFlow(int server_unitid, int processindex,
+                                        const char *projectid, const char *flowid, int mode,
+                                        int timeout, const char *in_valuelist)
+    int SmartBusIpcCli_SendNotify(int server_unitid, int processindex, const char *projectid,
+                                  const char *title, int mode, int expires, const char *param)
+
+
+cdef extern from "smartbus_wire.h" nogil:
+    enum:
+        SBW_OK
+        SBW_HEAD_SIZE
+        SBW_REG_NET_A
+        SBW_REG_NET_C
+        SBW_REG_IPC
+        SBW_NODE_NET_SIZE
+        SBW_NODE_IPC_SIZE
+        SBW_HB_OLD
+        SBW_HB_NEW
+        SBW_GLOBAL_PAYLOAD
+
+    ctypedef struct sbw_head:
+        uint8_t cmd, cmdtype
+        uint8_t src_type, src_unit, src_client
+        uint8_t dst_type, dst_unit, dst_client
+        uint8_t reserved[2]
+        int32_t packet_size
+        int32_t datalen
+
+    ctypedef struct sbw_register:
+        int layout
+        uint8_t client_type, unit_id, client_id
+        uint8_t conn_index
+        char user[65]
+        char password[129]
+        char info[257]
+        char version[21]
+        int64_t pid
+        int32_t ap_unit
+
+    ctypedef struct sbw_heartbeat:
+        int layout
+        int64_t counter, resend, send_time, return_time
+
+    ctypedef struct sbw_global:
+        sbw_head inner
+        uint8_t unit_id, client_id, client_type, ap_unit, status
+        char info[257]
+
+    ctypedef struct sbw_invoke:
+        char project[33]
+        char flow[33]
+        uint8_t mode
+        int32_t channel
+        int32_t invoke_id
+        const char *params
+        int32_t params_len
+
+    ctypedef struct sbw_flow_reply:
+        char project[33]
+        int32_t invoke_id, channel
+        int32_t code
+        const char *text
+        int32_t text_len
+
+    ctypedef struct sbw_notify:
+        char project[33]
+        uint8_t mode
+        int32_t notify_id
+        int32_t expires
+        char title[102]
+        const char *params
+        int32_t params_len
+
+    int sbw_get_head(const uint8_t *p, size_t n, sbw_head *h)
+    void sbw_put_head(uint8_t *p, const sbw_head *h)
+    int sbw_put_packet(uint8_t *out, size_t cap, sbw_head *h, const void *payload, int32_t len,
+                       int client_rule)
+    int sbw_put_register(uint8_t *out, size_t cap, const sbw_register *r)
+    int sbw_get_register(const uint8_t *p, size_t n, sbw_register *r)
+    int sbw_put_register_ack(uint8_t *out, size_t cap, const sbw_head *h, int32_t result,
+                             int node_size)
+    int sbw_get_register_ack(const uint8_t *p, size_t n, int *ap_unit, int32_t *result)
+    int sbw_put_heartbeat(uint8_t *out, size_t cap, sbw_head *h, const sbw_heartbeat *hb)
+    int sbw_get_heartbeat(const uint8_t *p, size_t n, sbw_heartbeat *hb)
+    int sbw_put_global(uint8_t *out, size_t cap, sbw_head *h, const sbw_global *g,
+                       int client_rule)
+    int sbw_get_global(const uint8_t *payload, size_t len, sbw_global *g)
+    int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v,
+                       int client_rule)
+    int sbw_get_invoke(const uint8_t *payload, size_t len, sbw_invoke *v)
+    int sbw_put_flow_ack(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
+                         int client_rule)
+    int sbw_put_flow_result(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
+                            int client_rule)
+    int sbw_get_flow_ack(const uint8_t *payload, size_t len, sbw_flow_reply *r)
+    int sbw_get_flow_result(const uint8_t *payload, size_t len, sbw_flow_reply *r)
+    int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v,
+                       int client_rule)
+    int sbw_get_notify(const uint8_t *payload, size_t len, sbw_notify *v)
+
+
+cdef extern from "smartbus_ext.h" nogil:
+    enum:
+        SMARTBUS_EV_CONNECT
+        SMARTBUS_EV_DISCONNECT
+        SMARTBUS_EV_DATA
+        SMARTBUS_EV_FLOW_ACK
+        SMARTBUS_EV_FLOW_RESULT
+        SMARTBUS_EV_GLOBAL_CONNECT
+        SMARTBUS_EV_TRACE
+        SMARTBUS_KIND_NET
+        SMARTBUS_KIND_IPC
+
+    ctypedef struct smartbus_event:
+        int type
+        int client_id
+        int code
+        int unit_id
+        int invoke_id
+        int g_client_id, g_client_type, g_ap_unit_id
+        const unsigned char *head
+        const unsigned char *data
+        int size
+        const char *project_id
+        const char *text
+        int text_len
+
+    ctypedef void (*smartbus_batch_cb)(void *arg, const smartbus_event *events, int count)
+
+    ctypedef struct smartbus_sink:
+        pass
+    smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_queued_bytes)
+    void smartbus_sink_free(smartbus_sink *sink, int timeout_ms)
+    size_t smartbus_sink_pending(smartbus_sink *sink)
+
+    ctypedef struct smartbus_client_config:
+        int kind
+        int unit_id
+        int client_id
+        int client_type
+        const char *master_ip
+        int master_port
+        const char *slave_ip
+        int slave_port
+        const char *ipc_path
+        const char *user
+        const char *password
+        const char *info
+        size_t max_send_bytes
+        int max_send_msgs
+
+    ctypedef struct smartbus_client:
+        pass
+    ctypedef struct smartbus_client_stats:
+        uint64_t sent_msgs, sent_bytes, recv_msgs, recv_bytes, send_full
+        uint64_t queued_msgs, queued_bytes
+
+    int smartbus_client_new(const smartbus_client_config *cfg, smartbus_sink *sink,
+                            smartbus_client **out)
+    int smartbus_client_start(smartbus_client *c)
+    void smartbus_client_free(smartbus_client *c)
+    int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
+                             int dst_client, int dst_type, const void *data, int size)
+    int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
+                                  int dst_client, int dst_type, const void *const *datas,
+                                  const int *sizes, int count, int *err)
+    int smartbus_client_ping(smartbus_client *c, int dst_unit, int dst_client, int dst_type,
+                             const void *data, int size)
+    int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process_index,
+                                    const char *project_id, const char *flow_id, int mode,
+                                    int timeout_ms, const char *params, int params_len)
+    int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
+                               const char *project_id, const char *title, int mode,
+                               int expires_ms, const char *params, int params_len)
+    int smartbus_client_flow_reply(smartbus_client *c, int result, int dst_unit,
+                                   int dst_client, int dst_type, const char *project_id,
+                                   int invoke_id, int code, const char *text, int text_len)
+    int smartbus_client_unit_id(smartbus_client *c)
+    int smartbus_client_ap_unit_id(smartbus_client *c)
+    int smartbus_client_connected(smartbus_client *c)
+    void smartbus_client_get_stats(smartbus_client *c, smartbus_client_stats *st)
+
+    ctypedef struct smartbus_router_config:
+        const char *host
+        int port
+        int unit_id
+        const char *user
+        const char *password
+        const char *ipc_path
+        size_t max_out_bytes
+        int stall_timeout_ms
+
+    ctypedef struct smartbus_router:
+        pass
+    ctypedef struct smartbus_router_stats:
+        uint64_t accepted, registered, refused, closed
+        uint64_t routed_msgs, routed_bytes
+        uint64_t dropped_no_route, dropped_unregistered
+        uint64_t heartbeats, stalled_disconnects, paused_reads
+        int clients
+
+    int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out,
+                            char *err, size_t errlen)
+    int smartbus_router_port(const smartbus_router *r)
+    int smartbus_router_run(smartbus_router *r)
+    void smartbus_router_stop(smartbus_router *r)
+    void smartbus_router_free(smartbus_router *r)
+    void smartbus_router_get_stats(smartbus_router *r, smartbus_router_stats *st)
+
+
+# ---- extension types ------------------------------------------------------
+
+cdef class Head:
+    cdef readonly int cmd, cmd_type
+    cdef readonly int src_unit_client_type, src_unit_id, src_unit_client_id
+    cdef readonly int dst_unit_client_type, dst_unit_id, dst_unit_client_id
+    cdef readonly int packet_size, data_length
+    cdef bytes _reserved
+
+    @staticmethod
+    cdef Head from_raw(const unsigned char *p)
+
+
+cdef class EventSink
+
+
+cdef class ClientBase:
+    cdef smartbus_client *_c
+    cdef EventSink _sink
+    cdef int _inflight             # native calls running without the GIL
+    cdef readonly object event_executor
+    cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
+                   int dst_client_type, object data, bint ping) except -1
+
+
+cdef class EventSink:
+    cdef smartbus_sink *sink
+    cdef dict clients              # local client id -> client object
+    cdef object global_callback    # NET: Client.initialize(global_connect_callback)
+    cdef void dispatch(self, const smartbus_event *evs, int count) noexcept
+    cdef _event(self, const smartbus_event *e)
+    cdef _flow_event(self, ClientBase client, const smartbus_event *e)
+
+
+cdef class Router:
+    cdef smartbus_router *_r
+    cdef readonly int port
+    cdef readonly int unit_id

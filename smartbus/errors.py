@@ -1,0 +1,117 @@
+"""SmartBus error codes and exceptions (drop-in for ``smartbus.errors``).
+
+Every SDK call that fails raises :class:`SmartBusError` carrying the SDK's
+error code (a negative ``SMARTBUS_ERR_*`` value).
+"""
+
+__all__ = [
+    "SmartBusError", "check", "error_code_message",
+    "AlreadyInitializedError", "NotInitializedError", "AlreadyExistsError",
+    "InvokeFlowIdError",
+]
+
+SMARTBUS_ERR_OK = 0
+SMARTBUS_ERR_ARGUMENT = -1
+SMARTBUS_ERR_CONN_NOT_ESTAB = -2
+SMARTBUS_ERR_CONNECT_BREAK = -3
+SMARTBUS_ERR_AUTHOR = -4
+SMARTBUS_ERR_USER = -5
+SMARTBUS_ERR_PWD = -6
+SMARTBUS_ERR_BUFF_FULL = -7
+SMARTBUS_ERR_NODE_NOTEXIST = -8
+SMARTBUS_ERR_CLI_NOTEXIST = -9
+SMARTBUS_ERR_CONNECTED = -10
+SMARTBUS_ERR_SEND_OWN = -11
+SMARTBUS_ERR_UNITID_INVALID = -12
+SMARTBUS_ERR_CLIENTID_INVALID = -13
+SMARTBUS_ERR_NON_INIT = -14
+SMARTBUS_ERR_MAX_DATASIZE = -15
+SMARTBUS_ERR_CMDTYPE_INVALID = -16
+SMARTBUS_ERR_CLIENTTYPE_INVALID = -17
+SMARTBUS_ERR_SEND_DATA = -18
+SMARTBUS_ERR_MEM_ALLOC = -19
+SMARTBUS_ERR_ESTABLI_CONNECT = -20
+SMARTBUS_ERR_CLI_TOOMANY = -21
+SMARTBUS_ERR_CLI_EXIST = -22
+SMARTBUS_ERR_DEST_NONEXIST = -23
+SMARTBUS_ERR_REGISTERED_REPEAT = -24
+SMARTBUS_ERR_TIMEOUT = -25
+SMARTBUS_ERR_OTHER = -99
+
+#: error code -> its SDK name
+error_code_message = {
+    value: name for name, value in globals().items()
+    if name.startswith("SMARTBUS_ERR_") and value != 0
+}
+
+#: what each code means, for exception messages
+_descriptions = {
+    -1: "invalid argument", -2: "connection not established", -3: "connection broken",
+    -4: "authentication failed", -5: "bad user", -6: "bad password",
+    -7: "send queue or table full", -8: "node does not exist", -9: "client does not exist",
+    -10: "already connected", -11: "destination is the sender's own unit",
+    -12: "invalid unit id", -13: "invalid client id", -14: "not initialised",
+    -15: "data too large", -16: "invalid cmd_type", -17: "invalid client type",
+    -18: "send error", -19: "memory allocation error",
+    -20: "TCP connection could not be established", -21: "too many clients",
+    -22: "client exists", -23: "destination does not exist", -24: "duplicate registration",
+    -25: "timeout", -99: "other error",
+}
+
+
+class SmartBusError(Exception):
+    """An SDK call failed; ``code`` is the SDK error code, ``message`` its name."""
+
+    def __init__(self, code, message=None):
+        code = int(code)
+        if message is None:
+            message = error_code_message.get(code, "UNDEFINED_ERROR")
+        self._code = code
+        self._message = message
+        detail = _descriptions.get(code)
+        text = "smartbus error %d (%s)" % (code, message)
+        super().__init__(text + (": " + detail if detail else ""))
+
+    @property
+    def code(self):
+        """The SDK error code (negative)."""
+        return self._code
+
+    @property
+    def message(self):
+        """The error code's name, e.g. ``'SMARTBUS_ERR_BUFF_FULL'``."""
+        return self._message
+
+    def __reduce__(self):
+        return (type(self), (self._code, self._message))
+
+
+def check(code, raise_if_err=True):
+    """Returns None for code 0; otherwise raises (or, with
+    ``raise_if_err=False``, returns) a :class:`SmartBusError` for it."""
+    code = int(code)
+    if code == SMARTBUS_ERR_OK:
+        return None
+    exc = SmartBusError(code)
+    if raise_if_err:
+        raise exc
+    return exc
+
+
+class AlreadyInitializedError(RuntimeError):
+    """The library (or the singleton) is already initialised."""
+
+
+class NotInitializedError(RuntimeError):
+    """The library must be initialised first (``Client.initialize``)."""
+
+
+class AlreadyExistsError(KeyError):
+    """An object with that identity exists already (client id, IPC singleton)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+class InvokeFlowIdError(Exception):
+    """A flow answer carried an invoke id that matches no pending call."""

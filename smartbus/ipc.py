@@ -1,0 +1,141 @@
+"""The IPC client: a Unix-domain socket to the SmartBus server on this host
+(drop-in for ``smartbus.ipc``).  One per process (a singleton).
+
+The socket path is ``/tmp/smartbus_ipc`` unless the ``ipc_path`` keyword or
+the ``SMARTBUS_IPC_PATH`` environment variable says otherwise.  The client's
+unit id is the server's, learnt when it registers.
+"""
+
+import threading
+
+from smartbus import _native
+from smartbus._base import ClientFace, check_int
+from smartbus.errors import AlreadyExistsError, NotInitializedError
+from smartbus.version import __version__
+
+__all__ = ["Client"]
+
+_lock = threading.RLock()
+
+
+class Client(_native.ClientBase, ClientFace):
+    """The IPC client.  Create it once with :meth:`create` (or
+    :meth:`get_or_create`), get it back with :meth:`get`/:meth:`instance`,
+    release it with :meth:`dispose` (or :meth:`destroy`)."""
+
+    _instance = None
+
+    def __init__(self, client_id, client_type, user=None, password=None, info=None,
+                 lib_path="", event_executor=None, ipc_path=None):
+        with _lock:
+            if Client._instance is not None:
+                raise AlreadyExistsError("an IPC client exists already in this process "
+                                         "(use Client.get(), or dispose() it first)")
+            client_id = check_int(client_id, "client_id", 0, 255)
+            client_type = check_int(client_type, "client_type", 2, 255)
+            if ipc_path is not None and (not isinstance(ipc_path, str) or not ipc_path):
+                raise ValueError("ipc_path must be a non-empty str or None")
+            if event_executor is not None and not hasattr(event_executor, "submit"):
+                raise TypeError("event_executor must be a concurrent.futures.Executor")
+            if not info:
+                info = "%s %s" % (type(self).__qualname__, __version__)
+            sink = _native.EventSink()
+            try:
+                self._open(sink, _native.KIND_IPC, 0, client_id, client_type,
+                           ipc_path=ipc_path, user=user, password=password, info=info,
+                           event_executor=event_executor)
+            except BaseException:
+                sink.close()
+                raise
+            self._own_sink = sink
+            self._client_id = client_id
+            self._client_type = client_type
+            self._user = user
+            self._password = password
+            self._info = info
+            Client._instance = self
+
+    @classmethod
+    def create(cls, *args, **kwargs):
+        """Creates the singleton (AlreadyExistsError if there is one)."""
+        return cls(*args, **kwargs)
+
+    @classmethod
+    def get_or_create(cls, *args, **kwargs):
+        """The singleton, created with these arguments if there is none."""
+        with _lock:
+            if Client._instance is not None:
+                return Client._instance
+            return cls(*args, **kwargs)
+
+    @classmethod
+    def get(cls):
+        """The singleton (NotInitializedError if there is none)."""
+        inst = Client._instance
+        if inst is None:
+            raise NotInitializedError("no IPC client: call Client.create(...) first")
+        return inst
+
+    instance = get
+
+    @classmethod
+    def destroy(cls):
+        """Disposes the singleton if there is one."""
+        inst = Client._instance
+        if inst is not None:
+            inst.dispose()
+
+    def activate(self):
+        """Starts connecting and returns at once; the client then registers,
+        and reconnects by itself after the server goes away."""
+        self._activate()
+
+    def dispose(self):
+        """Closes the connection and releases the singleton (idempotent)."""
+        with _lock:
+            if Client._instance is self:
+                Client._instance = None
+        self._close()
+        sink = getattr(self, "_own_sink", None)
+        if sink is not None:
+            self._own_sink = None
+            sink.close()
+
+    close = dispose
+
+    def __del__(self):
+        try:
+            self.dispose()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.dispose()
+
+    @property
+    def unit_id(self):
+        """The server's unit id, learnt at registration (None before)."""
+        return self.access_unit_id
+
+    @property
+    def client_id(self):
+        return self._client_id
+
+    @property
+    def client_type(self):
+        return self._client_type
+
+    @property
+    def user(self):
+        return self._user
+
+    @property
+    def password(self):
+        return self._password
+
+    @property
+    def info(self):
+        return self._info

@@ -1,0 +1,175 @@
+"""The NET client: a TCP connection to a SmartBus server (drop-in for
+``smartbus.net``).
+
+    Client.initialize(20)                 # once per process: this process's unit
+    c = MyClient.create(client_id=1, client_type=11,
+                        master_ip="127.0.0.1", master_port=8089)
+    c.activate()                          # connects, registers, reconnects by itself
+    c.send_data(cmd=1, cmd_type=3, dst_unit_id=21, dst_client_id=1,
+                dst_client_type=11, data=b"hello")
+"""
+
+import threading
+
+from smartbus import _native
+from smartbus._base import ClientFace, check_int
+from smartbus.errors import (AlreadyExistsError, AlreadyInitializedError, NotInitializedError,
+                             SmartBusError, SMARTBUS_ERR_UNITID_INVALID)
+from smartbus.version import __version__
+
+__all__ = ["Client"]
+
+_lock = threading.RLock()
+
+
+class Client(_native.ClientBase, ClientFace):
+    """A NET client.  Build it with :meth:`create` after :meth:`initialize`."""
+
+    _unit_id = None
+    _event_sink = None
+    _instances = {}
+
+    @classmethod
+    def initialize(cls, unit_id, global_connect_callback=None, lib_path=""):
+        """Initialises the library for this process: ``unit_id`` (16..47) is the
+        process's unit on the bus.  ``global_connect_callback(unit_id,
+        client_id, client_type, access_unit_id, status_code, info)`` is called
+        when a client anywhere on the bus connects (1), disconnects (0) or is
+        already there (2).  ``lib_path`` is accepted and ignored (the SDK is
+        built in)."""
+        with _lock:
+            if Client._unit_id is not None:
+                raise AlreadyInitializedError("smartbus.net is already initialised (unit %d)"
+                                              % Client._unit_id)
+            unit_id = check_int(unit_id, "unit_id", -2**31, 2**31 - 1)
+            if not 16 <= unit_id <= 47:
+                raise SmartBusError(SMARTBUS_ERR_UNITID_INVALID)
+            if global_connect_callback is not None and not callable(global_connect_callback):
+                raise TypeError("global_connect_callback must be callable")
+            Client._event_sink = _native.EventSink(global_connect_callback)
+            Client._unit_id = unit_id
+
+    @classmethod
+    def release(cls):
+        """Closes every NET client and releases the library (initialize may
+        be called again)."""
+        with _lock:
+            for inst in list(Client._instances.values()):
+                inst.dispose()
+            if Client._event_sink is not None:
+                Client._event_sink.close()
+            Client._event_sink = None
+            Client._unit_id = None
+
+    @classmethod
+    def is_initialized(cls):
+        """True after initialize()."""
+        return Client._unit_id is not None
+
+    @classmethod
+    def create(cls, *args, **kwargs):
+        """Creates a client (same arguments as the constructor)."""
+        return cls(*args, **kwargs)
+
+    @classmethod
+    def find(cls, client_id, default=None):
+        """The instance with local client id ``client_id``, or ``default``."""
+        return Client._instances.get(client_id, default)
+
+    def __init__(self, client_id, client_type, master_ip, master_port, slave_ip=None,
+                 slave_port=None, user=None, password=None, info=None, event_executor=None):
+        with _lock:
+            if Client._unit_id is None:
+                raise NotInitializedError("call smartbus.net.Client.initialize(unit_id) first")
+            client_id = check_int(client_id, "client_id", 0, 255)
+            client_type = check_int(client_type, "client_type", 0, 255)
+            if not isinstance(master_ip, str) or not master_ip:
+                raise ValueError("master_ip must be a non-empty str, got %r" % (master_ip,))
+            master_port = check_int(master_port, "master_port", 1, 65535)
+            if slave_ip in (None, "", 0):
+                slave_ip = None
+            elif not isinstance(slave_ip, str):
+                raise ValueError("slave_ip must be a str, None, '' or 0, got %r" % (slave_ip,))
+            slave_port = 0xFFFF if slave_port in (None, 0) else \
+                check_int(slave_port, "slave_port", 1, 0xFFFF)
+            if event_executor is not None and not hasattr(event_executor, "submit"):
+                raise TypeError("event_executor must be a concurrent.futures.Executor")
+            if client_id in Client._instances:
+                raise AlreadyExistsError("a NET client with client_id %d exists in this process"
+                                         % client_id)
+            if not info:
+                info = "%s %s" % (type(self).__qualname__, __version__)
+            self._open(Client._event_sink, _native.KIND_NET, Client._unit_id,
+                       client_id, client_type, master_ip, master_port, slave_ip, slave_port,
+                       None, user, password, info, event_executor)
+            self._client_id = client_id
+            self._client_type = client_type
+            self._master_ip = master_ip
+            self._master_port = master_port
+            self._slave_ip = slave_ip
+            self._slave_port = slave_port
+            self._user = user
+            self._password = password
+            self._info = info
+            Client._instances[client_id] = self
+
+    def activate(self):
+        """Starts connecting and returns at once; the client then registers,
+        and reconnects by itself after a failure or a break."""
+        self._activate()
+
+    def dispose(self):
+        """Closes the connection and forgets the client (idempotent)."""
+        with _lock:
+            if Client._instances.get(getattr(self, "_client_id", None)) is self:
+                del Client._instances[self._client_id]
+        self._close()
+
+    close = dispose
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.dispose()
+
+    @property
+    def unit_id(self):
+        """This process's unit id."""
+        return Client._unit_id
+
+    @property
+    def client_id(self):
+        return self._client_id
+
+    @property
+    def client_type(self):
+        return self._client_type
+
+    @property
+    def master_ip(self):
+        return self._master_ip
+
+    @property
+    def master_port(self):
+        return self._master_port
+
+    @property
+    def slave_ip(self):
+        return self._slave_ip
+
+    @property
+    def slave_port(self):
+        return self._slave_port
+
+    @property
+    def user(self):
+        return self._user
+
+    @property
+    def password(self):
+        return self._password
+
+    @property
+    def info(self):
+        return self._info

@@ -1,0 +1,136 @@
+"""The bundled SmartBus server (router), so the bus runs on one machine with
+no IPSC installed.
+
+In Python::
+
+    with smartbus.server.Server(host="127.0.0.1", port=0, unit_id=0) as srv:
+        print(srv.port)            # the real port when 0 was asked
+
+From a shell::
+
+    python -m smartbus.server --host 127.0.0.1 --port 8089 --unit-id 0
+
+The router runs on its own thread with the GIL released.  It accepts NET
+clients over TCP and IPC clients over a Unix socket, registers them (checking
+credentials when configured), answers heartbeats, routes every packet by its
+destination, and tells clients when others connect and disconnect.  Rules
+are in docs/router.md.
+"""
+
+import argparse
+import signal
+import sys
+import threading
+
+from smartbus import _native
+
+__all__ = ["Server", "main", "DEFAULT_IPC_PATH"]
+
+#: where IPC clients look for the server unless told otherwise
+DEFAULT_IPC_PATH = "/tmp/smartbus_ipc"
+
+
+class Server:
+    """A SmartBus router on a background thread.
+
+    ``port=0`` picks a free port (read it from ``.port``).  ``ipc_path``: the
+    Unix socket for IPC clients (None: no IPC listener; a stale socket file
+    is replaced, any other file is an error).  ``user``/``password``: when
+    set, registrations must carry them.  ``max_out_bytes`` bounds each
+    connection's outgoing queue; a peer that stays over it without reading
+    for ``stall_timeout`` seconds is disconnected.
+    """
+
+    def __init__(self, host="127.0.0.1", port=0, unit_id=0, user=None, password=None,
+                 ipc_path=None, max_out_bytes=0, stall_timeout=10.0):
+        if not isinstance(unit_id, int) or not 0 <= unit_id <= 15:
+            raise ValueError("unit_id must be in 0..15, got %r" % (unit_id,))
+        if not isinstance(port, int) or not -1 <= port <= 65535:
+            raise ValueError("port must be in 0..65535, got %r" % (port,))
+        self._router = _native.Router(host, port, unit_id, user, password, ipc_path,
+                                      max_out_bytes, int(stall_timeout * 1000))
+        self.host = host
+        self.port = self._router.port
+        self.unit_id = unit_id
+        self.ipc_path = ipc_path
+        self._thread = None
+
+    def start(self):
+        """Starts serving on a background thread; returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._router.run, name="smartbus-router",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout=10.0):
+        """Stops serving and closes every connection (idempotent)."""
+        self._router.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError("the router thread did not stop within %s s" % timeout)
+            self._thread = None
+        self._router.close()
+
+    close = stop
+
+    def stats(self):
+        """Router counters: registered clients, routed/dropped messages..."""
+        return self._router.stats()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return "<smartbus.server.Server unit %d on %s:%d%s>" % (
+            self.unit_id, self.host, self.port,
+            ", ipc %s" % self.ipc_path if self.ipc_path else "")
+
+
+def main(argv=None):
+    """``python -m smartbus.server``: runs the router until SIGINT/SIGTERM."""
+    ap = argparse.ArgumentParser(prog="python -m smartbus.server",
+                                 description="Run a local SmartBus server (router).")
+    ap.add_argument("--host", default="127.0.0.1", help="TCP address (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=8089, help="TCP port, 0 = any free (default 8089)")
+    ap.add_argument("--unit-id", type=int, default=0, help="this server's unit id, 0..15")
+    ap.add_argument("--user", help="require this user name in registrations")
+    ap.add_argument("--password", help="require this password in registrations")
+    ap.add_argument("--ipc-path", default=DEFAULT_IPC_PATH,
+                    help="Unix socket for IPC clients (default %s)" % DEFAULT_IPC_PATH)
+    ap.add_argument("--no-ipc", action="store_true", help="no IPC (Unix socket) listener")
+    args = ap.parse_args(argv)
+    if not 0 <= args.unit_id <= 15:
+        ap.error("--unit-id must be in 0..15")
+    if not 0 <= args.port <= 65535:
+        ap.error("--port must be in 0..65535")
+    try:
+        server = Server(args.host, args.port, args.unit_id, args.user, args.password,
+                        None if args.no_ipc else args.ipc_path)
+    except (OSError, ValueError) as exc:
+        print("smartbus.server: %s" % exc, file=sys.stderr)
+        return 1
+    done = threading.Event()
+
+    def on_signal(signum, frame):
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    server.start()
+    ipc = "" if args.no_ipc else ", ipc %s" % args.ipc_path
+    print("smartbus router unit %d listening on %s:%d%s" % (args.unit_id, args.host, server.port,
+                                                            ipc), flush=True)
+    while not done.wait(0.5):
+        pass
+    server.stop()
+    print("smartbus router stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+/*
+ * smartbus_ext.h - this SDK's API beyond the vendor facades: client
+ * instances, event sinks that deliver events in batches, and the router
+ * (the local SmartBus server).  The SmartBusNetCli_* / SmartBusIpcCli_*
+ * facades are thin layers over this API; the Python binding uses it
+ * directly.
+ *
+ * Threads: one I/O thread per process serves every client (all sockets,
+ * timers, heartbeats, reconnects).  It never runs user code: it appends
+ * events to the client's sink, and each sink has its own callback thread
+ * that hands them to the user in batches.
+ */
+#ifndef SMARTBUS_EXT_H
+#define SMARTBUS_EXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smartbus.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- events ----------------------------------------------------------- */
+
+#define SMARTBUS_EV_CONNECT         1  /* code = ack (0 ok, else error), unit_id = access point */
+#define SMARTBUS_EV_DISCONNECT      2
+#define SMARTBUS_EV_DATA            3  /* head, data/size (ping and ping answers included) */
+#define SMARTBUS_EV_FLOW_ACK        4  /* head or NULL, project_id, invoke_id, code, text = msg */
+#define SMARTBUS_EV_FLOW_RESULT     5  /* head or NULL, project_id, invoke_id, code, text = JSON */
+#define SMARTBUS_EV_GLOBAL_CONNECT  6  /* unit_id, g_client_id, g_client_type, g_ap_unit_id,
+                                          code = status, text = add_info */
+#define SMARTBUS_EV_TRACE           7  /* code = 0 info / 1 error, text */
+
+typedef struct smartbus_event {
+    int type;                          /* SMARTBUS_EV_* */
+    int client_id;                     /* local client id the event is for */
+    int code;
+    int unit_id;
+    int invoke_id;
+    int g_client_id, g_client_type, g_ap_unit_id;
+    const unsigned char *head;         /* the 20 head bytes as received, or NULL */
+    const unsigned char *data;         /* payload (NULL when size is 0) */
+    int size;
+    const char *project_id;            /* NUL-terminated, or NULL */
+    const char *text;                  /* NUL-terminated, or NULL */
+    int text_len;
+} smartbus_event;
+
+/* Called on the sink's callback thread with up to `count` events; the
+ * pointers inside the events are valid until the callback returns. */
+typedef void (*smartbus_batch_cb)(void *arg, const smartbus_event *events, int count);
+
+typedef struct smartbus_sink smartbus_sink;
+
+/* max_queued_bytes: events held before the I/O thread stops reading the
+ * sockets of this sink's clients (back-pressure); 0 = default (32 MiB). */
+SMARTBUS_API smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg,
+                                              size_t max_queued_bytes);
+/* Stops the callback thread (after the batch in progress) and frees the
+ * sink; undelivered events are discarded.  Free the sink's clients first.
+ * Safe to call from the sink's own callback: the thread then ends itself.
+ * Waits at most timeout_ms for a callback in progress (then leaks the
+ * thread rather than hang); < 0 waits forever. */
+SMARTBUS_API void smartbus_sink_free(smartbus_sink *sink, int timeout_ms);
+/* Events queued and not yet delivered (bytes). */
+SMARTBUS_API size_t smartbus_sink_pending(smartbus_sink *sink);
+
+/* ---- clients ---------------------------------------------------------- */
+
+#define SMARTBUS_KIND_NET 0
+#define SMARTBUS_KIND_IPC 1
+
+typedef struct smartbus_client_config {
+    int kind;                          /* SMARTBUS_KIND_NET / _IPC */
+    int unit_id;                       /* NET: this process's unit, 16..47 */
+    int client_id;                     /* 0..255 */
+    int client_type;                   /* 0..255 (IPC: >= 2) */
+    const char *master_ip;             /* NET */
+    int master_port;
+    const char *slave_ip;              /* NET: NULL/"" or port 0xFFFF = none */
+    int slave_port;
+    const char *ipc_path;              /* IPC: NULL = $SMARTBUS_IPC_PATH or the default */
+    const char *user, *password, *info;
+    size_t max_send_bytes;             /* send queue bound in bytes; 0 = default (64 MiB) */
+    int max_send_msgs;                 /* send queue bound in messages; 0 = default (100000) */
+} smartbus_client_config;
+
+typedef struct smartbus_client smartbus_client;
+
+/* Checks the configuration and creates a client (not yet connecting).
+ * Returns 0 or an SMARTBUS_ERR_* code. */
+SMARTBUS_API int smartbus_client_new(const smartbus_client_config *cfg, smartbus_sink *sink,
+                                     smartbus_client **out);
+/* Starts connecting (returns at once); reconnects by itself afterwards. */
+SMARTBUS_API int smartbus_client_start(smartbus_client *c);
+/* Closes the sockets, waits until the I/O thread has let go, frees. */
+SMARTBUS_API void smartbus_client_free(smartbus_client *c);
+
+/* Sends; the checks and return codes of NET.md §6.1 / IPC.md §4.2. */
+SMARTBUS_API int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
+                                      int dst_client, int dst_type, const void *data, int size);
+SMARTBUS_API int smartbus_client_ping(smartbus_client *c, int dst_unit, int dst_client,
+                                      int dst_type, const void *data, int size);
+/* Returns the invoke id (> 0) or an error code. */
+SMARTBUS_API int smartbus_client_invoke_flow(smartbus_client *c, int server_unit,
+                                             int process_index, const char *project_id,
+                                             const char *flow_id, int mode, int timeout_ms,
+                                             const char *params, int params_len);
+/* Returns the notify id (> 0) or an error code. */
+SMARTBUS_API int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
+                                        const char *project_id, const char *title, int mode,
+                                        int expires_ms, const char *params, int params_len);
+/* Sends a flow ack (cmd 13) or result (cmd 12) back to an invoker: what
+ * an IPSC does (used by smartbus.ipsc.FlowServer). */
+SMARTBUS_API int smartbus_client_flow_reply(smartbus_client *c, int result, int dst_unit,
+                                            int dst_client, int dst_type,
+                                            const char *project_id, int invoke_id, int code,
+                                            const char *text, int text_len);
+
+/* Sends many data packets with one lock and one wake-up: `count` payloads
+ * given as pointers and sizes, all to the same destination.  Returns the
+ * number queued (stops at the first failure, whose code is stored in
+ * *err, or 0 when all were queued). */
+SMARTBUS_API int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype,
+                                           int dst_unit, int dst_client, int dst_type,
+                                           const void *const *datas, const int *sizes,
+                                           int count, int *err);
+
+/* Current unit id (NET: configured; IPC: learnt from the ack, -1 before). */
+SMARTBUS_API int smartbus_client_unit_id(smartbus_client *c);
+/* Access point unit learnt from the last accepted registration, or -1. */
+SMARTBUS_API int smartbus_client_ap_unit_id(smartbus_client *c);
+/* 1 when at least one link is registered. */
+SMARTBUS_API int smartbus_client_connected(smartbus_client *c);
+
+typedef struct smartbus_client_stats {
+    uint64_t sent_msgs, sent_bytes;    /* queued by the application */
+    uint64_t recv_msgs, recv_bytes;    /* packets read from the server */
+    uint64_t send_full;                /* sends refused with BUFF_FULL */
+    uint64_t queued_msgs, queued_bytes;/* in the send queue now */
+} smartbus_client_stats;
+SMARTBUS_API void smartbus_client_get_stats(smartbus_client *c, smartbus_client_stats *st);
+
+/* ---- the router (local SmartBus server) -------------------------------- */
+
+typedef struct smartbus_router_config {
+    const char *host;                  /* TCP listen address (NULL: 127.0.0.1) */
+    int port;                          /* 0: pick a free port; < 0: no TCP listener */
+    int unit_id;                       /* 0..15 */
+    const char *user, *password;       /* when set, registrations must match */
+    const char *ipc_path;              /* Unix socket path; NULL: no IPC listener */
+    size_t max_out_bytes;              /* per-connection send queue bound; 0 = 16 MiB */
+    int stall_timeout_ms;              /* disconnect a peer that stays over the bound
+                                          without reading for this long; 0 = 10000 */
+} smartbus_router_config;
+
+typedef struct smartbus_router smartbus_router;
+
+typedef struct smartbus_router_stats {
+    uint64_t accepted, registered, refused, closed;
+    uint64_t routed_msgs, routed_bytes;
+    uint64_t dropped_no_route;         /* destination not connected */
+    uint64_t dropped_unregistered;     /* sender not registered */
+    uint64_t heartbeats;
+    uint64_t stalled_disconnects;      /* peers closed by the stall rule */
+    uint64_t paused_reads;             /* times a sender was paused by back-pressure */
+    int clients;                       /* registered now */
+} smartbus_router_stats;
+
+/* Creates the router and binds its listeners (so the port is known).
+ * Returns 0, or an error code with a message in err. */
+SMARTBUS_API int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out,
+                                     char *err, size_t errlen);
+SMARTBUS_API int smartbus_router_port(const smartbus_router *r);
+/* Runs the event loop on the calling thread until smartbus_router_stop(). */
+SMARTBUS_API int smartbus_router_run(smartbus_router *r);
+/* Thread-safe and async-signal-safe. */
+SMARTBUS_API void smartbus_router_stop(smartbus_router *r);
+SMARTBUS_API void smartbus_router_free(smartbus_router *r);
+SMARTBUS_API void smartbus_router_get_stats(smartbus_router *r, smartbus_router_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SMARTBUS_EXT_H */

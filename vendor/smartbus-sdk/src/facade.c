@@ -1,0 +1,460 @@
+/*
+ * facade.c - the vendor-compatible C API: SmartBusNetCli_* (process-wide,
+ * up to 256 local clients on one unit) and SmartBusIpcCli_* (one IPC
+ * client per process), built on the client engine and event sinks of
+ * smartbus_ext.h.  Each facade owns one sink; its callback thread calls
+ * the vendor-style callbacks one event at a time.
+ */
+#define _GNU_SOURCE 1
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb_internal.h"
+#include "smartbus_ipccli_interface.h"
+#include "smartbus_netcli_interface.h"
+
+#define SINK_FREE_TIMEOUT_MS 5000
+
+/* ---- callbacks shared by both facades ---------------------------------- */
+
+typedef struct callbacks {
+    smartbus_connection_cb connection;
+    smartbus_recvdata_cb recvdata;
+    smartbus_disconnect_cb disconnect;
+    smartbus_invokeflow_ret_cb flow_ret;
+    smartbus_invokeflow_ack_cb flow_ack;
+    smartbus_global_connect_cb global_connect;
+    smartbus_trace_cb trace, trace_err;
+    smartbus_trace_str_cb trace_str, trace_err_str;
+    void *arg;
+} callbacks;
+
+typedef struct facade {
+    pthread_mutex_t lock;
+    int inited;
+    smartbus_sink *sink;
+    callbacks cb;
+} facade;
+
+static void dispatch(void *arg, const smartbus_event *evs, int count)
+{
+    facade *f = arg;
+    callbacks cb;
+    pthread_mutex_lock(&f->lock);
+    cb = f->cb;                        /* callbacks may be changed from a callback */
+    pthread_mutex_unlock(&f->lock);
+    for (int i = 0; i < count; i++) {
+        const smartbus_event *e = &evs[i];
+        unsigned char id = (unsigned char)e->client_id;
+        SMARTBUS_PACKET_HEAD *head = (SMARTBUS_PACKET_HEAD *)(uintptr_t)e->head;
+        switch (e->type) {
+        case SMARTBUS_EV_CONNECT:
+            if (cb.connection) cb.connection(cb.arg, id, e->unit_id, e->code);
+            break;
+        case SMARTBUS_EV_DISCONNECT:
+            if (cb.disconnect) cb.disconnect(cb.arg, id);
+            break;
+        case SMARTBUS_EV_DATA:
+            if (cb.recvdata) cb.recvdata(cb.arg, id, head, (void *)(uintptr_t)e->data, e->size);
+            break;
+        case SMARTBUS_EV_FLOW_ACK:
+            if (cb.flow_ack)
+                cb.flow_ack(cb.arg, id, head, e->project_id, e->invoke_id, e->code, e->text);
+            break;
+        case SMARTBUS_EV_FLOW_RESULT:
+            if (cb.flow_ret)
+                cb.flow_ret(cb.arg, id, head, e->project_id, e->invoke_id, e->code, e->text);
+            break;
+        case SMARTBUS_EV_GLOBAL_CONNECT:
+            if (cb.global_connect)
+                cb.global_connect(cb.arg, (char)e->unit_id, (char)e->g_client_id,
+                                  (char)e->g_client_type, (char)e->g_ap_unit_id, (char)e->code,
+                                  e->text);
+            break;
+        case SMARTBUS_EV_TRACE:
+            if (e->code) {
+                if (cb.trace_err_str) cb.trace_err_str(e->text);
+                if (cb.trace_err) cb.trace_err("%s", e->text);
+            } else {
+                if (cb.trace_str) cb.trace_str(e->text);
+                if (cb.trace) cb.trace("%s", e->text);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void set_callbacks(facade *f, smartbus_connection_cb connection, smartbus_recvdata_cb recv,
+                          smartbus_disconnect_cb disconnect, smartbus_invokeflow_ret_cb flow_ret,
+                          smartbus_global_connect_cb global_connect, void *arg)
+{
+    pthread_mutex_lock(&f->lock);
+    f->cb.connection = connection;
+    f->cb.recvdata = recv;
+    f->cb.disconnect = disconnect;
+    f->cb.flow_ret = flow_ret;
+    f->cb.global_connect = global_connect;
+    f->cb.arg = arg;
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void set_arg(facade *f, void *arg)
+{
+    pthread_mutex_lock(&f->lock);
+    f->cb.arg = arg;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* by-name setter: any callback, by its SMARTBUS_CB_NAME_* name */
+static int set_callback_by_name(facade *f, const char *name, void *func)
+{
+    if (!name) return SMARTBUS_ERR_ARGUMENT;
+    int rc = 0;
+    pthread_mutex_lock(&f->lock);
+    callbacks *cb = &f->cb;
+    /* object pointer to function pointer: memcpy, as dlsym users do */
+    if (!strcmp(name, SMARTBUS_CB_NAME_CONNECTION)) memcpy(&cb->connection, &func, sizeof func);
+    else if (!strcmp(name, SMARTBUS_CB_NAME_RECVDATA)) memcpy(&cb->recvdata, &func, sizeof func);
+    else if (!strcmp(name, SMARTBUS_CB_NAME_DISCONNECT)) memcpy(&cb->disconnect, &func, sizeof func);
+    else if (!strcmp(name, SMARTBUS_CB_NAME_INVOKEFLOW_RET)) memcpy(&cb->flow_ret, &func, sizeof func);
+    else if (!strcmp(name, SMARTBUS_CB_NAME_INVOKEFLOW_ACK)) memcpy(&cb->flow_ack, &func, sizeof func);
+    else if (!strcmp(name, SMARTBUS_CB_NAME_GLOBAL_CONNECT))
+        memcpy(&cb->global_connect, &func, sizeof func);
+    else rc = SMARTBUS_ERR_ARGUMENT;
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+static void set_trace(facade *f, smartbus_trace_cb t, smartbus_trace_cb te)
+{
+    pthread_mutex_lock(&f->lock);
+    f->cb.trace = t;
+    f->cb.trace_err = te;
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void set_trace_str(facade *f, smartbus_trace_str_cb t, smartbus_trace_str_cb te)
+{
+    pthread_mutex_lock(&f->lock);
+    f->cb.trace_str = t;
+    f->cb.trace_err_str = te;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* creates the sink on first Init; 0 or an error code (lock held) */
+static int facade_init(facade *f)
+{
+    if (f->inited) return 0;
+    f->sink = smartbus_sink_new(dispatch, f, 0);
+    if (!f->sink) return SMARTBUS_ERR_MEM_ALLOC;
+    f->inited = 1;
+    return 0;
+}
+
+/* ---- NET ---------------------------------------------------------------- */
+
+static facade NF = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, { 0 } };
+static int net_unit = -1;
+static smartbus_client *net_clients[256];
+
+int SmartBusNetCli_Init(unsigned char unitid)
+{
+    if (unitid < MIN_SMARTBUS_NETCLI_UNITID || unitid >= MAX_SMARTBUS_NODE_NUM)
+        return SMARTBUS_ERR_UNITID_INVALID;
+    pthread_mutex_lock(&NF.lock);
+    int rc = 0;
+    if (!NF.inited) {
+        rc = facade_init(&NF);
+        if (rc == 0) sb_store(&net_unit, (int)unitid);
+    }
+    pthread_mutex_unlock(&NF.lock);
+    return rc;
+}
+
+int SmartBusNetCli_InitEx(unsigned char unitid, const char *options)
+{
+    (void)options;     /* NewLoop / TraceHeartbeat / OpenSignalProcess: nothing to do here */
+    return SmartBusNetCli_Init(unitid);
+}
+
+void SmartBusNetCli_Release(void)
+{
+    pthread_mutex_lock(&NF.lock);
+    if (!NF.inited) {
+        pthread_mutex_unlock(&NF.lock);
+        return;
+    }
+    NF.inited = 0;
+    sb_store(&net_unit, -1);
+    smartbus_client *cs[256];
+    for (int i = 0; i < 256; i++) cs[i] = sb_xchg(&net_clients[i], NULL);
+    smartbus_sink *sink = NF.sink;
+    NF.sink = NULL;
+    pthread_mutex_unlock(&NF.lock);
+    for (int i = 0; i < 256; i++) smartbus_client_free(cs[i]);
+    smartbus_sink_free(sink, SINK_FREE_TIMEOUT_MS);
+}
+
+void SmartBusNetCli_SetCallBackFn(smartbus_connection_cb a, smartbus_recvdata_cb b,
+                                  smartbus_disconnect_cb c, smartbus_invokeflow_ret_cb d,
+                                  smartbus_global_connect_cb e, void *arg)
+{
+    set_callbacks(&NF, a, b, c, d, e, arg);
+}
+
+void SmartBusNetCli_SetCallBackFnArg(void *arg) { set_arg(&NF, arg); }
+int SmartBusNetCli_SetCallBackFnEx(const char *name, void *func)
+{
+    return set_callback_by_name(&NF, name, func);
+}
+void SmartBusNetCli_SetTrace(smartbus_trace_cb t, smartbus_trace_cb te) { set_trace(&NF, t, te); }
+void SmartBusNetCli_SetTraceStr(smartbus_trace_str_cb t, smartbus_trace_str_cb te)
+{
+    set_trace_str(&NF, t, te);
+}
+
+int SmartBusNetCli_CreateConnect(unsigned char local_clientid, int local_clienttype,
+                                 const char *masterip, unsigned short masterport,
+                                 const char *slaverip, unsigned short slaverport,
+                                 const char *author_username, const char *author_pwd,
+                                 const char *add_info)
+{
+    pthread_mutex_lock(&NF.lock);
+    if (!NF.inited) {
+        pthread_mutex_unlock(&NF.lock);
+        return SMARTBUS_ERR_NON_INIT;
+    }
+    if (net_clients[local_clientid]) {
+        pthread_mutex_unlock(&NF.lock);
+        return SMARTBUS_ERR_CLI_EXIST;
+    }
+    smartbus_client_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = SMARTBUS_KIND_NET;
+    cfg.unit_id = net_unit;
+    cfg.client_id = local_clientid;
+    cfg.client_type = local_clienttype;
+    cfg.master_ip = masterip;
+    cfg.master_port = masterport;
+    cfg.slave_ip = slaverip;
+    cfg.slave_port = slaverport;
+    cfg.user = author_username;
+    cfg.password = author_pwd;
+    cfg.info = add_info;
+    smartbus_client *c;
+    int rc = smartbus_client_new(&cfg, NF.sink, &c);
+    if (rc == 0) rc = smartbus_client_start(c);
+    if (rc == 0) sb_store(&net_clients[local_clientid], c);
+    else smartbus_client_free(c);
+    pthread_mutex_unlock(&NF.lock);
+    return rc;
+}
+
+/* Finds a local client.  For an unknown one, returns what the vendor
+ * library checks first (NET.md §6.1 order), then -9.  cmdtype < 0: not data. */
+static int net_lookup(unsigned char id, int dst_unitid, int size, int cmdtype,
+                      smartbus_client **out)
+{
+    int unit = sb_load(&net_unit);
+    if (unit < 0) return SMARTBUS_ERR_NON_INIT;
+    *out = sb_load(&net_clients[id]);
+    if (*out) return 0;
+    if (dst_unitid > 47) return SMARTBUS_ERR_UNITID_INVALID;
+    if (size > SMARTBUS_MAX_DATA_SIZE) return SMARTBUS_ERR_MAX_DATASIZE;
+    if (cmdtype == SMARTBUS_CMDTYPE_INTERNAL) return SMARTBUS_ERR_CMDTYPE_INVALID;
+    if (dst_unitid == unit) return SMARTBUS_ERR_SEND_OWN;
+    return SMARTBUS_ERR_CLI_NOTEXIST;
+}
+
+int SmartBusNetCli_SendData(unsigned char local_clientid, unsigned char cmd, unsigned char cmdtype,
+                            int dst_unitid, int dst_clientid, int dst_clienttype, const void *data,
+                            int size)
+{
+    smartbus_client *c;
+    int rc = net_lookup(local_clientid, dst_unitid, size, cmdtype, &c);
+    if (rc) return rc;
+    return smartbus_client_send(c, cmd, cmdtype, dst_unitid, dst_clientid, dst_clienttype, data,
+                                size);
+}
+
+int SmartBusNetCli_SendPing(unsigned char local_clientid, int dst_unitid, int dst_clientid,
+                            int dst_clienttype, const void *data, int size)
+{
+    smartbus_client *c;
+    int rc = net_lookup(local_clientid, dst_unitid, size, -1, &c);
+    if (rc) return rc;
+    return smartbus_client_ping(c, dst_unitid, dst_clientid, dst_clienttype, data, size);
+}
+
+int SmartBusNetCli_RemoteInvokeFlow(unsigned char local_clientid, int server_unitid,
+                                    int processindex, const char *projectid, const char *flowid,
+                                    int mode, int timeout, const char *in_valuelist)
+{
+    smartbus_client *c;
+    if (sb_load(&net_unit) < 0) return SMARTBUS_ERR_NON_INIT;
+    if (server_unitid < 0 || server_unitid >= MAX_GLOBAL_SMART_NODE) return SMARTBUS_ERR_UNITID_INVALID;
+    if (net_lookup(local_clientid, 0, 0, -1, &c) != 0) return SMARTBUS_ERR_CLI_NOTEXIST;
+    return smartbus_client_invoke_flow(c, server_unitid, processindex, projectid, flowid, mode,
+                                       timeout, in_valuelist, -1);
+}
+
+int SmartBusNetCli_SendNotify(unsigned char local_clientid, int server_unitid, int processindex,
+                              const char *projectid, const char *title, int mode, int expires,
+                              const char *param)
+{
+    smartbus_client *c;
+    if (sb_load(&net_unit) < 0) return SMARTBUS_ERR_NON_INIT;
+    if (server_unitid < 0 || server_unitid >= MAX_GLOBAL_SMART_NODE) return SMARTBUS_ERR_UNITID_INVALID;
+    if (net_lookup(local_clientid, 0, 0, -1, &c) != 0) return SMARTBUS_ERR_CLI_NOTEXIST;
+    return smartbus_client_notify(c, server_unitid, processindex, projectid, title, mode, expires,
+                                  param, -1);
+}
+
+/* ---- IPC ---------------------------------------------------------------- */
+
+static facade IF = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, { 0 } };
+static int ipc_type, ipc_id;
+static char *ipc_path;
+static smartbus_client *ipc_client;
+
+int SmartBusIpcCli_Init(int clienttype, int clientid)
+{
+    if (clienttype < 2 || clienttype > 255) return SMARTBUS_ERR_CLIENTTYPE_INVALID;
+    if (clientid < 0 || clientid > 255) return SMARTBUS_ERR_CLIENTID_INVALID;
+    pthread_mutex_lock(&IF.lock);
+    int rc = 0;
+    if (!IF.inited) {
+        rc = facade_init(&IF);
+        ipc_type = clienttype;
+        ipc_id = clientid;
+    }
+    pthread_mutex_unlock(&IF.lock);
+    return rc;
+}
+
+void SmartBusIpcCli_Release(void)
+{
+    pthread_mutex_lock(&IF.lock);
+    if (!IF.inited) {
+        pthread_mutex_unlock(&IF.lock);
+        return;
+    }
+    IF.inited = 0;
+    smartbus_client *c = sb_xchg(&ipc_client, NULL);
+    smartbus_sink *sink = IF.sink;
+    IF.sink = NULL;
+    pthread_mutex_unlock(&IF.lock);
+    smartbus_client_free(c);
+    smartbus_sink_free(sink, SINK_FREE_TIMEOUT_MS);
+}
+
+void SmartBusIpcCli_SetCallBackFn(smartbus_connection_cb a, smartbus_recvdata_cb b,
+                                  smartbus_disconnect_cb c, smartbus_invokeflow_ret_cb d,
+                                  smartbus_global_connect_cb e, void *arg)
+{
+    set_callbacks(&IF, a, b, c, d, e, arg);
+}
+
+void SmartBusIpcCli_SetCallBackFnArg(void *arg) { set_arg(&IF, arg); }
+int SmartBusIpcCli_SetCallBackFnEx(const char *name, void *func)
+{
+    return set_callback_by_name(&IF, name, func);
+}
+void SmartBusIpcCli_SetTrace(smartbus_trace_cb t, smartbus_trace_cb te) { set_trace(&IF, t, te); }
+void SmartBusIpcCli_SetTraceStr(smartbus_trace_str_cb t, smartbus_trace_str_cb te)
+{
+    set_trace_str(&IF, t, te);
+}
+
+int SmartBusIpcCli_SetPath(const char *path)
+{
+    char *copy = NULL;
+    if (path && *path) {
+        copy = strdup(path);
+        if (!copy) return SMARTBUS_ERR_MEM_ALLOC;
+    }
+    pthread_mutex_lock(&IF.lock);
+    free(ipc_path);
+    ipc_path = copy;
+    pthread_mutex_unlock(&IF.lock);
+    return 0;
+}
+
+int SmartBusIpcCli_CreateConnect(const char *author_username, const char *author_pwd,
+                                 const char *add_info)
+{
+    pthread_mutex_lock(&IF.lock);
+    if (!IF.inited) {
+        pthread_mutex_unlock(&IF.lock);
+        return SMARTBUS_ERR_ARGUMENT;    /* the vendor library returns -1 here */
+    }
+    if (ipc_client) {
+        pthread_mutex_unlock(&IF.lock);
+        return SMARTBUS_ERR_CLI_EXIST;
+    }
+    smartbus_client_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = SMARTBUS_KIND_IPC;
+    cfg.client_id = ipc_id;
+    cfg.client_type = ipc_type;
+    cfg.ipc_path = ipc_path;
+    cfg.user = author_username;
+    cfg.password = author_pwd;
+    cfg.info = add_info;
+    smartbus_client *c;
+    int rc = smartbus_client_new(&cfg, IF.sink, &c);
+    if (rc == 0) rc = smartbus_client_start(c);
+    if (rc == 0) sb_store(&ipc_client, c);
+    else smartbus_client_free(c);
+    pthread_mutex_unlock(&IF.lock);
+    return rc;
+}
+
+static smartbus_client *ipc_get(int *rc)
+{
+    smartbus_client *c = sb_load(&ipc_client);
+    *rc = c ? 0 : (IF.inited ? SMARTBUS_ERR_CONN_NOT_ESTAB : SMARTBUS_ERR_NON_INIT);
+    return c;
+}
+
+int SmartBusIpcCli_SendData(unsigned char cmd, unsigned char cmdtype, int dst_unitid,
+                            int dst_clientid, int dst_clienttype, const void *data, int size)
+{
+    int rc;
+    smartbus_client *c = ipc_get(&rc);
+    return c ? smartbus_client_send(c, cmd, cmdtype, dst_unitid, dst_clientid, dst_clienttype,
+                                    data, size)
+             : rc;
+}
+
+int SmartBusIpcCli_SendPing(int dst_unitid, int dst_clientid, int dst_clienttype,
+                            const void *data, int size)
+{
+    int rc;
+    smartbus_client *c = ipc_get(&rc);
+    return c ? smartbus_client_ping(c, dst_unitid, dst_clientid, dst_clienttype, data, size) : rc;
+}
+
+int SmartBusIpcCli_RemoteInvokeFlow(int server_unitid, int processindex, const char *projectid,
+                                    const char *flowid, int mode, int timeout,
+                                    const char *in_valuelist)
+{
+    int rc;
+    smartbus_client *c = ipc_get(&rc);
+    return c ? smartbus_client_invoke_flow(c, server_unitid, processindex, projectid, flowid, mode,
+                                           timeout, in_valuelist, -1)
+             : rc;
+}
+
+int SmartBusIpcCli_SendNotify(int server_unitid, int processindex, const char *projectid,
+                              const char *title, int mode, int expires, const char *param)
+{
+    int rc;
+    smartbus_client *c = ipc_get(&rc);
+    return c ? smartbus_client_notify(c, server_unitid, processindex, projectid, title, mode,
+                                      expires, param, -1)
+             : rc;
+}

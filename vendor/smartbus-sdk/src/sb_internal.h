@@ -1,0 +1,86 @@
+/*
+ * sb_internal.h - declarations shared by the SDK's source files and not part
+ * of its API: byte buffers, clock, socket helpers, the wake-up channel, the
+ * sink's producer side, atomics.
+ */
+#ifndef SB_INTERNAL_H
+#define SB_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "smartbus.h"
+#include "smartbus_ext.h"
+#include "smartbus_wire.h"
+
+#define SB_HIDDEN __attribute__((visibility("hidden")))
+
+/* C99 code with GCC/Clang atomics */
+#define sb_load(p)        __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define sb_store(p, v)    __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define sb_xchg(p, v)     __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
+#define sb_add(p, v)      __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+#define sb_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+
+/* ---- growable byte buffer ------------------------------------------------ */
+typedef struct sb_buf {
+    uint8_t *p;
+    size_t len;     /* bytes held */
+    size_t off;     /* bytes already consumed (written / parsed) */
+    size_t cap;
+} sb_buf;
+
+/* makes room for `extra` more bytes after len; 0 or -1 (out of memory) */
+SB_HIDDEN int  sb_buf_reserve(sb_buf *b, size_t extra);
+SB_HIDDEN void sb_buf_free(sb_buf *b);
+/* drops consumed bytes (moves the rest to the front) */
+SB_HIDDEN void sb_buf_compact(sb_buf *b);
+/* gives memory back when a big buffer is empty */
+SB_HIDDEN void sb_buf_trim(sb_buf *b, size_t keep);
+static inline void sb_buf_swap(sb_buf *a, sb_buf *b) { sb_buf t = *a; *a = *b; *b = t; }
+
+/* ---- clock ------------------------------------------------------------- */
+SB_HIDDEN int64_t sb_now_ms(void);         /* monotonic */
+
+/* ---- sockets ------------------------------------------------------------ */
+SB_HIDDEN int sb_set_nonblock(int fd);
+SB_HIDDEN void sb_set_nodelay(int fd);
+/* A wake-up channel (eventfd, or a pipe where there is none). */
+typedef struct sb_waker { int rfd, wfd; } sb_waker;
+SB_HIDDEN int  sb_waker_open(sb_waker *w);
+SB_HIDDEN void sb_waker_close(sb_waker *w);
+SB_HIDDEN void sb_waker_wake(sb_waker *w);    /* async-signal-safe */
+SB_HIDDEN void sb_waker_drain(sb_waker *w);
+
+/* ---- trace (stderr when SMARTBUS_TRACE is set in the environment) ------ */
+SB_HIDDEN int  sb_trace_enabled(void);
+SB_HIDDEN void sb_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- sink producer side (used by the I/O thread) ----------------------- */
+/* One event as the I/O thread records it. */
+typedef struct sb_evin {
+    int type, client_id, code, unit_id, invoke_id;
+    int g_client_id, g_client_type, g_ap_unit_id;
+    const uint8_t *head;          /* 20 bytes or NULL */
+    const uint8_t *data; size_t size;
+    const char *project_id;       /* or NULL */
+    const char *text; size_t text_len;   /* or NULL */
+} sb_evin;
+
+/* Appends events; the sink is locked from the first append to the flush. */
+typedef struct sb_sink_writer {
+    smartbus_sink *sink;
+    int locked;
+    int signal;
+} sb_sink_writer;
+SB_HIDDEN void sb_sink_put(sb_sink_writer *w, smartbus_sink *sink, const sb_evin *ev);
+SB_HIDDEN void sb_sink_flush(sb_sink_writer *w);
+/* Non-zero when the sink holds more than its bound: stop reading. Marks the
+ * sink so that its callback thread wakes the I/O thread once drained. */
+SB_HIDDEN int  sb_sink_full(smartbus_sink *sink);
+
+/* ---- engine ------------------------------------------------------------ */
+SB_HIDDEN void sb_engine_wake(void);       /* wakes the I/O thread */
+
+#endif /* SB_INTERNAL_H */

@@ -1,0 +1,279 @@
+/*
+ * sink.c - event sinks: the queue between the I/O thread and the user.
+ *
+ * The I/O thread appends compact records to the sink's back buffer (one
+ * lock per read burst, see sb_sink_writer).  The sink's callback thread
+ * swaps the back buffer for its empty front buffer (one lock per batch),
+ * decodes the records into smartbus_event structs and calls the user's
+ * batch callback with up to SINK_BATCH events at a time.  Bounded: when
+ * the back buffer holds more than max_bytes, the I/O thread stops reading
+ * this sink's sockets until the callback thread has taken the batch
+ * (TCP back-pressure instead of unbounded memory).
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sb_internal.h"
+
+#define SINK_BATCH          256
+#define SINK_DEFAULT_MAX    (32u << 20)
+#define SINK_KEEP_CAPACITY  (4u << 20)
+
+#define REC_HEAD    1u
+#define REC_PROJECT 2u
+#define REC_TEXT    4u
+
+/* one record in a sink buffer; followed by [head 20][data][project\0][text\0] */
+typedef struct sb_rec {
+    uint32_t size;               /* whole record, multiple of 8 */
+    uint32_t flags;
+    int32_t type, client_id, code, unit_id, invoke_id;
+    int32_t g_client_id, g_client_type, g_ap_unit_id;
+    uint32_t data_len, project_len, text_len;
+    uint32_t reserved;
+} sb_rec;
+
+struct smartbus_sink {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;         /* callback thread waits for events */
+    pthread_cond_t done_cond;    /* free() waits for the thread */
+    sb_buf back;                 /* filled by the I/O thread */
+    sb_buf front;                /* delivered by the callback thread */
+    size_t max_bytes;
+    size_t queued;               /* back.len, readable without the lock */
+    int paused;                  /* the I/O thread stopped reading for us */
+    int stop, done, orphaned;
+    pthread_t thread;
+    smartbus_batch_cb cb;
+    void *arg;
+};
+
+static size_t rec_size(const sb_evin *ev, size_t project_len)
+{
+    size_t n = sizeof(sb_rec) + (ev->head ? SBW_HEAD_SIZE : 0) + ev->size;
+    if (ev->project_id) n += project_len + 1;
+    if (ev->text) n += ev->text_len + 1;
+    return (n + 7) & ~(size_t)7;
+}
+
+void sb_sink_put(sb_sink_writer *w, smartbus_sink *s, const sb_evin *ev)
+{
+    if (w->sink != s) {
+        sb_sink_flush(w);
+        w->sink = s;
+    }
+    if (!w->locked) {
+        pthread_mutex_lock(&s->lock);
+        w->locked = 1;
+        w->signal = s->back.len == 0;
+    }
+    size_t plen = ev->project_id ? strlen(ev->project_id) : 0;
+    size_t need = rec_size(ev, plen);
+    if (need > UINT32_MAX || sb_buf_reserve(&s->back, need) != 0) {
+        sb_trace("sink: out of memory, event of type %d dropped", ev->type);
+        return;
+    }
+    uint8_t *p = s->back.p + s->back.len;
+    sb_rec r;
+    memset(&r, 0, sizeof r);
+    r.size = (uint32_t)need;
+    r.type = ev->type;
+    r.client_id = ev->client_id;
+    r.code = ev->code;
+    r.unit_id = ev->unit_id;
+    r.invoke_id = ev->invoke_id;
+    r.g_client_id = ev->g_client_id;
+    r.g_client_type = ev->g_client_type;
+    r.g_ap_unit_id = ev->g_ap_unit_id;
+    r.data_len = (uint32_t)ev->size;
+    r.project_len = (uint32_t)plen;
+    r.text_len = (uint32_t)ev->text_len;
+    r.flags = (ev->head ? REC_HEAD : 0) | (ev->project_id ? REC_PROJECT : 0) |
+              (ev->text ? REC_TEXT : 0);
+    memcpy(p, &r, sizeof r);
+    uint8_t *q = p + sizeof r;
+    if (ev->head) { memcpy(q, ev->head, SBW_HEAD_SIZE); q += SBW_HEAD_SIZE; }
+    if (ev->size) { memcpy(q, ev->data, ev->size); q += ev->size; }
+    if (ev->project_id) { memcpy(q, ev->project_id, plen); q += plen; *q++ = 0; }
+    if (ev->text) {
+        if (ev->text_len) memcpy(q, ev->text, ev->text_len);
+        q += ev->text_len;
+        *q++ = 0;
+    }
+    memset(q, 0, (size_t)(p + need - q));
+    s->back.len += need;
+    __atomic_store_n(&s->queued, s->back.len, __ATOMIC_RELAXED);
+}
+
+void sb_sink_flush(sb_sink_writer *w)
+{
+    if (w->sink && w->locked) {
+        if (w->signal) pthread_cond_signal(&w->sink->cond);
+        pthread_mutex_unlock(&w->sink->lock);
+    }
+    w->locked = 0;
+    w->signal = 0;
+    w->sink = NULL;
+}
+
+int sb_sink_full(smartbus_sink *s)
+{
+    if (__atomic_load_n(&s->queued, __ATOMIC_RELAXED) < s->max_bytes) return 0;
+    pthread_mutex_lock(&s->lock);
+    int full = s->back.len >= s->max_bytes;
+    if (full) s->paused = 1;
+    pthread_mutex_unlock(&s->lock);
+    return full;
+}
+
+size_t smartbus_sink_pending(smartbus_sink *s)
+{
+    return __atomic_load_n(&s->queued, __ATOMIC_RELAXED);
+}
+
+/* decodes the records of buf and hands them to the callback in batches */
+static void deliver(smartbus_sink *s, sb_buf *buf)
+{
+    smartbus_event evs[SINK_BATCH];
+    int n = 0;
+    size_t off = 0;
+    while (off + sizeof(sb_rec) <= buf->len) {
+        sb_rec r;
+        const uint8_t *p = buf->p + off;
+        memcpy(&r, p, sizeof r);
+        const uint8_t *q = p + sizeof r;
+        smartbus_event *e = &evs[n];
+        e->type = r.type;
+        e->client_id = r.client_id;
+        e->code = r.code;
+        e->unit_id = r.unit_id;
+        e->invoke_id = r.invoke_id;
+        e->g_client_id = r.g_client_id;
+        e->g_client_type = r.g_client_type;
+        e->g_ap_unit_id = r.g_ap_unit_id;
+        e->head = NULL;
+        if (r.flags & REC_HEAD) { e->head = q; q += SBW_HEAD_SIZE; }
+        e->size = (int)r.data_len;
+        e->data = r.data_len ? q : NULL;
+        q += r.data_len;
+        e->project_id = NULL;
+        if (r.flags & REC_PROJECT) { e->project_id = (const char *)q; q += r.project_len + 1; }
+        e->text = NULL;
+        e->text_len = 0;
+        if (r.flags & REC_TEXT) { e->text = (const char *)q; e->text_len = (int)r.text_len; }
+        off += r.size;
+        if (++n == SINK_BATCH) {
+            s->cb(s->arg, evs, n);
+            n = 0;
+            if (__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) return;
+        }
+    }
+    if (n) s->cb(s->arg, evs, n);
+}
+
+static void *sink_thread(void *arg)
+{
+    smartbus_sink *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->stop && s->back.len == 0) pthread_cond_wait(&s->cond, &s->lock);
+        if (s->stop) break;
+        sb_buf_swap(&s->back, &s->front);
+        __atomic_store_n(&s->queued, 0, __ATOMIC_RELAXED);
+        int resume = s->paused;
+        s->paused = 0;
+        pthread_mutex_unlock(&s->lock);
+        if (resume) sb_engine_wake();
+        deliver(s, &s->front);
+        s->front.len = 0;
+        sb_buf_trim(&s->front, SINK_KEEP_CAPACITY);
+        pthread_mutex_lock(&s->lock);
+    }
+    s->done = 1;
+    int orphaned = s->orphaned;
+    pthread_cond_broadcast(&s->done_cond);
+    pthread_mutex_unlock(&s->lock);
+    if (orphaned) {
+        /* smartbus_sink_free gave up waiting (or was called from this
+         * thread): the last one out frees */
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->cond);
+        pthread_cond_destroy(&s->done_cond);
+        sb_buf_free(&s->back);
+        sb_buf_free(&s->front);
+        free(s);
+    }
+    return NULL;
+}
+
+smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_queued_bytes)
+{
+    if (!cb) return NULL;
+    smartbus_sink *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->cb = cb;
+    s->arg = arg;
+    s->max_bytes = max_queued_bytes ? max_queued_bytes : SINK_DEFAULT_MAX;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->done_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&s->thread, NULL, sink_thread, s) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->cond);
+        pthread_cond_destroy(&s->done_cond);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void smartbus_sink_free(smartbus_sink *s, int timeout_ms)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->lock);
+    __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_cond_signal(&s->cond);
+    if (pthread_equal(pthread_self(), s->thread)) {
+        /* called from a callback: the thread frees the sink on its way out */
+        s->orphaned = 1;
+        pthread_mutex_unlock(&s->lock);
+        pthread_detach(s->thread);
+        return;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    if (timeout_ms >= 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000L; }
+    }
+    while (!s->done) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&s->done_cond, &s->lock);
+        } else if (pthread_cond_timedwait(&s->done_cond, &s->lock, &deadline) == ETIMEDOUT) {
+            break;
+        }
+    }
+    if (!s->done) {
+        sb_trace("sink: callback thread still busy after %d ms, detached", timeout_ms);
+        s->orphaned = 1;
+        pthread_mutex_unlock(&s->lock);
+        pthread_detach(s->thread);
+        return;
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->done_cond);
+    sb_buf_free(&s->back);
+    sb_buf_free(&s->front);
+    free(s);
+}

@@ -1,0 +1,151 @@
+/*
+ * util.c - small helpers for the rest of the SDK: growable byte buffers,
+ * the monotonic clock, socket flags, the wake-up channel and trace output.
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#include "sb_internal.h"
+
+int sb_buf_reserve(sb_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra) return 0;
+    size_t need = b->len + extra;
+    if (need < b->len) return -1;                 /* overflow */
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) { cap = need; break; }
+        cap *= 2;
+    }
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void sb_buf_free(sb_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->off = b->cap = 0;
+}
+
+void sb_buf_compact(sb_buf *b)
+{
+    if (b->off == 0) return;
+    size_t rest = b->len - b->off;
+    if (rest) memmove(b->p, b->p + b->off, rest);
+    b->len = rest;
+    b->off = 0;
+}
+
+void sb_buf_trim(sb_buf *b, size_t keep)
+{
+    if (b->len == 0 && b->cap > keep) sb_buf_free(b);
+}
+
+int64_t sb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sb_set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL, 0);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    int fdfl = fcntl(fd, F_GETFD, 0);
+    if (fdfl >= 0) (void)fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
+    return 0;
+}
+
+void sb_set_nodelay(int fd)
+{
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int sb_waker_open(sb_waker *w)
+{
+#ifdef __linux__
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd >= 0) {
+        w->rfd = w->wfd = fd;
+        return 0;
+    }
+#endif
+    int p[2];
+    if (pipe(p) < 0) return -1;
+    sb_set_nonblock(p[0]);
+    sb_set_nonblock(p[1]);
+    w->rfd = p[0];
+    w->wfd = p[1];
+    return 0;
+}
+
+void sb_waker_close(sb_waker *w)
+{
+    if (w->rfd >= 0) close(w->rfd);
+    if (w->wfd >= 0 && w->wfd != w->rfd) close(w->wfd);
+    w->rfd = w->wfd = -1;
+}
+
+void sb_waker_wake(sb_waker *w)
+{
+    int saved = errno;
+    if (w->rfd == w->wfd) {
+        uint64_t one = 1;
+        ssize_t r = write(w->wfd, &one, sizeof one);
+        (void)r;
+    } else {
+        char c = 1;
+        ssize_t r = write(w->wfd, &c, 1);
+        (void)r;
+    }
+    errno = saved;
+}
+
+void sb_waker_drain(sb_waker *w)
+{
+    uint8_t tmp[64];
+    while (read(w->rfd, tmp, sizeof tmp) > 0 && w->rfd != w->wfd) {
+    }
+}
+
+int sb_trace_enabled(void)
+{
+    static int enabled = -1;
+    int e = sb_relaxed(&enabled);
+    if (e < 0) {
+        const char *v = getenv("SMARTBUS_TRACE");
+        e = v && *v && strcmp(v, "0") != 0;
+        __atomic_store_n(&enabled, e, __ATOMIC_RELAXED);
+    }
+    return e;
+}
+
+void sb_trace(const char *fmt, ...)
+{
+    if (!sb_trace_enabled()) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "[smartbus %lld] %s\n", (long long)sb_now_ms(), line);
+}
