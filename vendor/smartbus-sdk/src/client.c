@@ -642,7 +642,7 @@ static int conn_parse(smartbus_client *c, sb_conn *k, int64_t now, sb_sink_write
 static void conn_read(smartbus_client *c, sb_conn *k, int64_t now, sb_sink_writer *w)
 {
     for (int turn = 0; turn < READS_PER_TURN; turn++) {
-        if (sb_sink_full(c->sink)) return;
+        if (sb_sink_full(w, c->sink)) return;
         sb_buf *b = &k->rbuf;
         if (b->cap - b->len < READ_CHUNK / 4) sb_buf_compact(b);
         if (sb_buf_reserve(b, READ_CHUNK / 4) != 0) {
@@ -654,8 +654,9 @@ static void conn_read(smartbus_client *c, sb_conn *k, int64_t now, sb_sink_write
         if (n > 0) {
             b->len += (size_t)n;
             k->last_rx_at = now;
-            if (conn_parse(c, k, now, w) < 0) return;
-            if ((size_t)n < room) return;   /* drained */
+            int rc = conn_parse(c, k, now, w);
+            sb_sink_flush(w);               /* let the callback thread take the batch */
+            if (rc < 0 || (size_t)n < room) return;   /* closed, or drained */
         } else if (n == 0) {
             conn_broken(c, k, now, w, "closed by the server");
             return;
@@ -847,7 +848,7 @@ static void *io_thread(void *arg)
         ps.n = 0;
         pollset_add(&ps, E.waker.rfd, POLLIN, NULL, NULL);
         for (smartbus_client *c = E.live; c; c = c->next) {
-            int paused = sb_sink_full(c->sink);
+            int paused = sb_sink_full(&w, c->sink);
             for (int i = 0; i < c->nconns; i++) conn_timers(c, &c->conns[i], now, &timeout, paused, &w);
             if (sb_load(&c->flows_live) > 0) {
                 if (now >= c->next_flow_check) {

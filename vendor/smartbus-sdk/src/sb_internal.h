@@ -78,7 +78,7 @@ SB_HIDDEN void sb_sink_put(sb_sink_writer *w, smartbus_sink *sink, const sb_evin
 SB_HIDDEN void sb_sink_flush(sb_sink_writer *w);
 /* Non-zero when the sink holds more than its bound: stop reading. Marks the
  * sink so that its callback thread wakes the I/O thread once drained. */
-SB_HIDDEN int  sb_sink_full(smartbus_sink *sink);
+SB_HIDDEN int  sb_sink_full(sb_sink_writer *w, smartbus_sink *sink);
 
 /* ---- engine ------------------------------------------------------------ */
 SB_HIDDEN void sb_engine_wake(void);       /* wakes the I/O thread */

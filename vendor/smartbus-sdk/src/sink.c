@@ -119,13 +119,15 @@ void sb_sink_flush(sb_sink_writer *w)
     w->sink = NULL;
 }
 
-int sb_sink_full(smartbus_sink *s)
+int sb_sink_full(sb_sink_writer *w, smartbus_sink *s)
 {
     if (__atomic_load_n(&s->queued, __ATOMIC_RELAXED) < s->max_bytes) return 0;
-    pthread_mutex_lock(&s->lock);
+    /* the writer may hold this sink's (non-recursive) lock already */
+    int held = w->locked && w->sink == s;
+    if (!held) pthread_mutex_lock(&s->lock);
     int full = s->back.len >= s->max_bytes;
     if (full) s->paused = 1;
-    pthread_mutex_unlock(&s->lock);
+    if (!held) pthread_mutex_unlock(&s->lock);
     return full;
 }
 

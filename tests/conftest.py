@@ -1,0 +1,127 @@
+"""Shared fixtures: a real router on loopback, peer processes, the NET
+library initialised once for the test process (unit 40)."""
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+#: the unit id of the pytest process itself (NET units are one per process)
+TEST_UNIT = 40
+
+
+def wait_for(predicate, timeout=5.0, interval=0.01):
+    """Polls ``predicate`` until it is true; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture
+def short_tmp():
+    """A short directory under /tmp (Unix socket paths are limited to 107 bytes)."""
+    d = tempfile.mkdtemp(prefix="sbt")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def router(short_tmp):
+    """A running router (unit 0) with TCP on loopback and an IPC socket."""
+    from smartbus.server import Server
+    srv = Server(host="127.0.0.1", port=0, unit_id=0, ipc_path=os.path.join(short_tmp, "ipc"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def net_lib():
+    """smartbus.net initialised for this process with unit TEST_UNIT; global
+    connect events land in ``net_lib.global_events``."""
+    from smartbus.net import Client
+    events = []
+    Client.initialize(TEST_UNIT, lambda *a: events.append(a))
+    Client.global_events = events
+    yield Client
+    Client.release()
+
+
+class PeerProcess:
+    """A tests/peer.py process; ``call`` sends one command and waits for the answer."""
+
+    def __init__(self, env=None):
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "peer.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=full_env, text=True)
+        self.replies = queue.Queue()
+        self.stderr = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.replies.put(json.loads(line))
+        self.replies.put(None)
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def call(self, timeout=30, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        try:
+            reply = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("peer did not answer %r within %s s; stderr:\n%s"
+                                 % (cmd, timeout, "".join(self.stderr))) from None
+        if reply is None:
+            raise AssertionError("peer exited (code %s) on %r; stderr:\n%s"
+                                 % (self.proc.wait(), cmd, "".join(self.stderr)))
+        return reply
+
+    def close(self, timeout=10):
+        if self.proc.poll() is None:
+            try:
+                self.call(op="quit", timeout=timeout)
+            except (AssertionError, OSError, ValueError):
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("peer did not exit within %s s" % timeout)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def peers():
+    """Factory of peer processes, all stopped at teardown (a peer that does
+    not exit within its timeout fails the test)."""
+    made = []
+
+    def make(**env):
+        p = PeerProcess(env)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
