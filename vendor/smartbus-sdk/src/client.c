@@ -269,10 +269,20 @@ static void flow_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h
     pthread_mutex_lock(&c->lock);
     sb_flow *f = flow_find(c, r.invoke_id);
     if (f) {
-        if (is_ack && f->wait_ack) {
-            f->wait_ack = 0;
-            emit_flow(w, c, SMARTBUS_EV_FLOW_ACK, pkt, f, r.code, r.text, (size_t)r.text_len);
-        } else if (!is_ack && f->wait_result) {
+        if (is_ack) {
+            if (f->wait_ack) {
+                f->wait_ack = 0;
+                emit_flow(w, c, SMARTBUS_EV_FLOW_ACK, pkt, f, r.code, r.text, (size_t)r.text_len);
+            }
+            /* an error ack (first, or after the flow started) means no result
+             * will come: settle the result now with that code instead of
+             * waiting for the timeout (a vendor client would ignore it) */
+            if (r.code != 1 && f->wait_result) {
+                f->wait_result = 0;
+                emit_flow(w, c, SMARTBUS_EV_FLOW_RESULT, pkt, f, r.code, r.text,
+                          (size_t)r.text_len);
+            }
+        } else if (f->wait_result) {
             /* a result also settles the ack (the flow evidently started) */
             f->wait_result = 0;
             f->wait_ack = 0;
