@@ -1,0 +1,123 @@
+/*
+ * sbcount.c - a receiving SmartBus client with no Python in it, for the
+ * benchmarks: the bundled C SDK (compiled in by benchmarks/run.py) with a
+ * sink callback that only counts data events.  It measures the send path
+ * honestly (messages counted at the receiver) without a Python handler
+ * bounding the rate.  Its library answers pings (latency case), and it can
+ * stop consuming events (memory case: the sink fills, the SDK stops reading
+ * the socket, the router's queue for it fills).
+ *
+ * usage: sbcount PORT UNIT CLIENT_ID CLIENT_TYPE
+ * stdin, one command per line; one JSON line answers each:
+ *   wait N TIMEOUT_S   until N data events were counted (or the timeout)
+ *   reset              zero the counters
+ *   stall / resume     the callback blocks / stops blocking
+ *   quit
+ * times are CLOCK_MONOTONIC seconds (the clock of Python's time.monotonic).
+ */
+#define _GNU_SOURCE 1
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smartbus_ext.h"
+
+static uint64_t g_count, g_bytes;
+static double g_first, g_last;
+static int g_connected, g_stall;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void on_batch(void *arg, const smartbus_event *evs, int count)
+{
+    (void)arg;
+    uint64_t n = 0, b = 0;
+    for (int i = 0; i < count; i++) {
+        if (evs[i].type == SMARTBUS_EV_DATA) {
+            n++;
+            b += (uint64_t)evs[i].size;
+        } else if (evs[i].type == SMARTBUS_EV_CONNECT && evs[i].code == 0) {
+            __atomic_store_n(&g_connected, 1, __ATOMIC_SEQ_CST);
+        }
+    }
+    while (__atomic_load_n(&g_stall, __ATOMIC_SEQ_CST)) usleep(1000);
+    if (!n) return;
+    double t = now_s();
+    if (__atomic_load_n(&g_count, __ATOMIC_SEQ_CST) == 0) g_first = t;
+    g_last = t;
+    __atomic_add_fetch(&g_bytes, b, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&g_count, n, __ATOMIC_SEQ_CST);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s PORT UNIT CLIENT_ID CLIENT_TYPE\n", argv[0]);
+        return 2;
+    }
+    smartbus_sink *sink = smartbus_sink_new(on_batch, NULL, 0);
+    smartbus_client_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = SMARTBUS_KIND_NET;
+    cfg.master_ip = "127.0.0.1";
+    cfg.master_port = atoi(argv[1]);
+    cfg.unit_id = atoi(argv[2]);
+    cfg.client_id = atoi(argv[3]);
+    cfg.client_type = atoi(argv[4]);
+    cfg.info = "sbcount";
+    smartbus_client *c = NULL;
+    int rc = smartbus_client_new(&cfg, sink, &c);
+    if (rc != 0 || smartbus_client_start(c) != 0) {
+        printf("{\"ok\": false, \"error\": %d}\n", rc);
+        return 1;
+    }
+    for (int i = 0; i < 500 && !__atomic_load_n(&g_connected, __ATOMIC_SEQ_CST); i++) usleep(10000);
+    printf("{\"ok\": %s}\n", __atomic_load_n(&g_connected, __ATOMIC_SEQ_CST) ? "true" : "false");
+    fflush(stdout);
+    char line[256];
+    while (fgets(line, sizeof line, stdin)) {
+        if (!strncmp(line, "wait", 4)) {
+            unsigned long long want = 0;
+            double timeout = 30;
+            sscanf(line + 4, "%llu %lf", &want, &timeout);
+            double end = now_s() + timeout;
+            while (__atomic_load_n(&g_count, __ATOMIC_SEQ_CST) < want && now_s() < end) usleep(200);
+            smartbus_client_stats st;
+            smartbus_client_get_stats(c, &st);
+            printf("{\"ok\": true, \"count\": %llu, \"bytes\": %llu, \"first\": %.9f, "
+                   "\"last\": %.9f, \"recv_msgs\": %llu}\n",
+                   (unsigned long long)__atomic_load_n(&g_count, __ATOMIC_SEQ_CST),
+                   (unsigned long long)__atomic_load_n(&g_bytes, __ATOMIC_SEQ_CST), g_first,
+                   g_last, (unsigned long long)st.recv_msgs);
+        } else if (!strncmp(line, "reset", 5)) {
+            __atomic_store_n(&g_count, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&g_bytes, 0, __ATOMIC_SEQ_CST);
+            g_first = g_last = 0;
+            printf("{\"ok\": true}\n");
+        } else if (!strncmp(line, "stall", 5)) {
+            __atomic_store_n(&g_stall, 1, __ATOMIC_SEQ_CST);
+            printf("{\"ok\": true}\n");
+        } else if (!strncmp(line, "resume", 6)) {
+            __atomic_store_n(&g_stall, 0, __ATOMIC_SEQ_CST);
+            printf("{\"ok\": true}\n");
+        } else if (!strncmp(line, "quit", 4)) {
+            break;
+        } else {
+            printf("{\"ok\": false, \"error\": \"unknown command\"}\n");
+        }
+        fflush(stdout);
+    }
+    __atomic_store_n(&g_stall, 0, __ATOMIC_SEQ_CST);
+    smartbus_client_free(c);
+    smartbus_sink_free(sink, 2000);
+    printf("{\"ok\": true}\n");
+    return 0;
+}

@@ -1,0 +1,463 @@
+"""smartbus benchmarks: throughput, end to end, contention, latency, memory,
+side by side with the references, in one run.
+
+    python benchmarks/run.py [--duration 2] [--skip vendor,zmq,memory] [--json-only]
+
+Prints one table and one JSON line (prefixed "JSON "); see benchmarks/README.md.
+Every case runs in separate processes (benchmarks/worker.py, and small C
+programs compiled here with gcc): the router, the sender and the receiver
+share the machine's cores.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SDK = os.path.join(ROOT, "vendor", "smartbus-sdk")
+WORKER = os.path.join(HERE, "worker.py")
+
+ROUTER_UNIT = 0
+SEND_UNIT, RECV_UNIT, VENDOR_UNIT = 20, 21, 22
+DST = [RECV_UNIT, 1, 11]                 # the receiver: unit 21, client 1, type 11
+KB = 1024
+
+NOOP_PYX = '''
+# cython: language_level=3
+cdef class Noop:
+    def send_data(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
+                  int dst_client_type, data):
+        pass
+'''
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- processes ------------------------------------------------------------------
+
+class Proc:
+    """A child answering one JSON line per command (lines from the worker
+    carry a "@@ " prefix; other output, e.g. the vendor's trace, is skipped)."""
+
+    def __init__(self, argv, prefix="@@ ", env=None):
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+        full_env.update(env or {})
+        self.prefix = prefix
+        self.argv = argv
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, env=full_env, text=True, bufsize=1)
+        self.first = self.read()
+        if not self.first.get("ok"):
+            raise RuntimeError("%s did not start: %r" % (argv[:3], self.first))
+        self.pid = self.p.pid
+
+    def read(self):
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise RuntimeError("%s exited (%s)" % (self.argv[:3], self.p.poll()))
+            if self.prefix and not line.startswith(self.prefix):
+                continue
+            return json.loads(line[len(self.prefix):] if self.prefix else line)
+
+    def raw(self, text):
+        self.p.stdin.write(text + "\n")
+        self.p.stdin.flush()
+        return self.read()
+
+    def call(self, **cmd):
+        r = self.raw(json.dumps(cmd))
+        if not r.get("ok"):
+            raise RuntimeError("%s: %r -> %r" % (self.argv[:3], cmd, r))
+        return r
+
+    def hwm_kb(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.write(("quit" if not self.prefix else json.dumps({"op": "quit"}))
+                                   + "\n")
+                self.p.stdin.flush()
+                self.p.wait(10)
+            except (OSError, subprocess.TimeoutExpired, ValueError):
+                self.p.kill()
+                self.p.wait()
+
+
+def worker(role, **args):
+    return Proc([sys.executable, WORKER, role, json.dumps(args)])
+
+
+class CRecv:
+    """benchmarks/c/sbcount.c: the SDK receiving with a C counter."""
+
+    def __init__(self, exe, port, unit=RECV_UNIT):
+        self.proc = Proc([exe, str(port), str(unit), "1", "11"], prefix="")
+
+    def arm(self, n):
+        self.proc.raw("reset")
+
+    def wait(self, n, timeout=60):
+        r = self.proc.raw("wait %d %g" % (n, timeout))
+        return r["count"], r["last"]
+
+    def close(self):
+        self.proc.close()
+
+
+class PyRecv:
+    """worker pyrecv / zmqpull: arm(n) before the sender starts."""
+
+    def __init__(self, proc):
+        self.proc = proc
+
+    def arm(self, n):
+        self.proc.call(op="arm", n=n)
+
+    def wait(self, n, timeout=60):
+        r = self.proc.call(op="wait", timeout=timeout)
+        return (n if r["count"] is None else r["count"]), r["last"]
+
+    def close(self):
+        self.proc.close()
+
+
+# ---- builds ------------------------------------------------------------------------
+
+def build_c(tmp):
+    cc = os.environ.get("CC", "gcc")
+    flags = ["-O2", "-std=c99", "-Wall", "-Wextra", "-pthread"]
+    sdk_src = [os.path.join(SDK, "src", n) for n in
+               ("wire.c", "util.c", "sink.c", "client.c", "facade.c", "router.c")]
+    out = {}
+    out["sbcount"] = os.path.join(tmp, "sbcount")
+    subprocess.check_call([cc] + flags + ["-DSMARTBUS_STATIC", "-I", os.path.join(SDK, "include"),
+                           "-I", os.path.join(SDK, "src"), os.path.join(HERE, "c", "sbcount.c")]
+                          + sdk_src + ["-o", out["sbcount"]])
+    out["tcpecho"] = os.path.join(tmp, "tcpecho")
+    subprocess.check_call([cc] + flags + [os.path.join(HERE, "c", "tcpecho.c"),
+                                          "-o", out["tcpecho"]])
+    return out
+
+
+def build_noop(tmp):
+    d = os.path.join(tmp, "noop")
+    os.makedirs(d)
+    with open(os.path.join(d, "sbnoop.pyx"), "w") as f:
+        f.write(NOOP_PYX)
+    subprocess.check_call([sys.executable, "-m", "cython", "-3", "sbnoop.pyx"], cwd=d)
+    import sysconfig
+    inc = sysconfig.get_paths()["include"]
+    ext = sysconfig.get_config_var("EXT_SUFFIX")
+    subprocess.check_call([os.environ.get("CC", "gcc"), "-O2", "-shared", "-fPIC", "-I", inc,
+                           "sbnoop.c", "-o", "sbnoop" + ext], cwd=d)
+    return d
+
+
+# ---- measurements --------------------------------------------------------------------
+
+def throughput(sender, recv, size, duration, batch=None, dst=DST, warm_n=20000):
+    """Rate counted at the receiver: n messages / (last received - first sent)."""
+    extra = {"batch": batch} if batch else {}
+    # warm-up and calibration (the same loop, counted by the receiver too)
+    rate = None
+    for n in (warm_n, None):
+        if n is None:
+            n = max(warm_n, int(rate * 0.3))
+        recv.arm(n)
+        r = sender.call(op="send", size=size, dst=dst, n=n, **extra)
+        recv.wait(n)
+        rate = n / max(r["t1"] - r["t0"], 1e-6)
+    n = max(warm_n, int(rate * duration))
+    recv.arm(n)
+    r = sender.call(op="send", size=size, dst=dst, n=n, **extra)
+    got, last = recv.wait(n, timeout=max(60, 10 * duration))
+    if got < n:
+        raise RuntimeError("receiver got %d of %d messages" % (got, n))
+    el = last - r["t0"]
+    return {"msgs_s": n / el, "mb_s": n * size / el / 1e6, "calls_s": n / (r["t1"] - r["t0"]),
+            "n": n, "full": r["full"], "seconds": el}
+
+
+def call_rate(proc, size, duration):
+    """Calls/s of a loop with no receiver (the do-nothing method)."""
+    r = proc.call(op="calibrate", size=size, dst=DST)
+    n = max(20000, int(r["rate"] * duration))
+    r = proc.call(op="send", size=size, dst=DST, n=n)
+    return {"msgs_s": n / (r["t1"] - r["t0"]), "calls_s": n / (r["t1"] - r["t0"]), "n": n,
+            "mb_s": n * size / (r["t1"] - r["t0"]) / 1e6}
+
+
+def c_echo_latency(exe, n, size):
+    echo = subprocess.Popen([exe, "echo"], stdout=subprocess.PIPE, text=True)
+    eport = int(echo.stdout.readline())
+    relay = subprocess.Popen([exe, "relay", str(eport)], stdout=subprocess.PIPE, text=True)
+    rport = int(relay.stdout.readline())
+    try:
+        out = subprocess.check_output([exe, "client", str(rport), str(n), str(size)], text=True,
+                                      timeout=120)
+        return json.loads(out)
+    finally:
+        for p in (relay, echo):
+            p.kill()
+            p.wait()
+
+
+# ---- the run --------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per case (default 2)")
+    ap.add_argument("--skip", default="", help="comma list: vendor,zmq,noop,e2e,contention,"
+                                               "latency,memory,many")
+    ap.add_argument("--only", default="", help="comma list of the cases to run (same names, "
+                                               "plus send)")
+    ap.add_argument("--pings", type=int, default=10000)
+    ap.add_argument("--flood", type=int, default=10_000_000, help="messages of the memory case")
+    ap.add_argument("--stall-timeout", type=float, default=3.0,
+                    help="router stall timeout of the memory case (s)")
+    args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    only = set(filter(None, args.only.split(",")))
+
+    def on(name):
+        return name not in skip and (not only or name in only)
+
+    D = args.duration
+    tmp = tempfile.mkdtemp(prefix="sbbench")
+    res = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                       "platform": platform.platform()}, "duration_s": D}
+    procs = []
+    t_start = time.monotonic()
+    try:
+        log("building the C helpers...")
+        exe = build_c(tmp)
+        router = worker("router")
+        procs.append(router)
+        port = router.first["port"]
+        sender = worker("sender", unit=SEND_UNIT, port=port)
+        procs.append(sender)
+        crecv = CRecv(exe["sbcount"], port)
+        procs.append(crecv)
+
+        if on("send"):
+            for size in (64, KB):
+                log("send rate %d B..." % size)
+                res["send_%d" % size] = throughput(sender, crecv, size, D)
+        if on("many"):
+            for size in (64, KB):
+                log("send_many %d B..." % size)
+                res["send_many_%d" % size] = throughput(sender, crecv, size, D, batch=256)
+        if on("latency"):
+            log("latency...")
+            r = sender.call(op="ping", dst=DST, n=args.pings + 200, size=64, warmup=200)
+            res["ping"] = {k: r[k] for k in ("p50_us", "p99_us", "mean_us", "n")}
+            res["c_echo"] = c_echo_latency(exe["tcpecho"], args.pings, 64)
+        if on("vendor"):
+            log("vendor package...")
+            try:
+                vend = worker("vendor", unit=VENDOR_UNIT, port=port)
+            except RuntimeError as exc:
+                res["vendor_error"] = str(exc)
+                vend = None
+            if vend is not None:
+                procs.append(vend)
+                for size in (64, KB):
+                    res["vendor_%d" % size] = throughput(vend, crecv, size, D, warm_n=500)
+                vend.close()
+        crecv.close()
+
+        if on("e2e") or on("contention"):
+            pyrecv = PyRecv(worker("pyrecv", unit=RECV_UNIT, port=port))
+            procs.append(pyrecv)
+            if on("e2e"):
+                for size in (64, KB):
+                    log("end to end %d B..." % size)
+                    res["e2e_%d" % size] = throughput(sender, pyrecv, size, D)
+            if on("contention"):
+                log("contention...")
+                if "e2e_64" not in res:
+                    res["e2e_64"] = throughput(sender, pyrecv, 64, D)
+                pyrecv.proc.call(op="busy", on=True)
+                res["contended_64"] = throughput(sender, pyrecv, 64, D)
+                r = pyrecv.proc.call(op="busy", on=False)
+                res["contended_64"]["busy_loops"] = r["busy_loops"]
+            pyrecv.close()
+
+        if on("zmq"):
+            log("pyzmq...")
+            try:
+                pull = worker("zmqpull")
+                procs.append(pull)
+                push = worker("zmqpush", port=pull.first["port"])
+                procs.append(push)
+                res["zmq_version"] = push.first.get("zmq")
+                for size in (64, KB):
+                    res["zmq_%d" % size] = throughput(push, PyRecv(pull), size, D)
+                push.close()
+                pull.close()
+            except RuntimeError as exc:
+                res["zmq_error"] = str(exc)
+        if on("noop"):
+            log("do-nothing Cython method...")
+            noop = worker("noop", path=build_noop(tmp))
+            procs.append(noop)
+            res["noop_64"] = call_rate(noop, 64, D)
+            noop.close()
+        res["router_hwm_kb"] = router.hwm_kb()
+        res["sender_hwm_kb"] = sender.hwm_kb()
+        sender.close()
+        router.close()
+
+        if on("memory"):
+            log("memory: %d messages to a stalled receiver..." % args.flood)
+            res["memory"] = memory_case(exe["sbcount"], args.flood, args.stall_timeout)
+    finally:
+        for p in procs:
+            try:
+                p.close()
+            except Exception:
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    res["total_s"] = time.monotonic() - t_start
+    report(res)
+    return 0
+
+
+def memory_case(sbcount, n, stall_timeout):
+    router = worker("router", stall_timeout=stall_timeout)
+    port = router.first["port"]
+    recv = sender = None
+    try:
+        sender = worker("sender", unit=SEND_UNIT, port=port)
+        recv = CRecv(sbcount, port)
+        recv.proc.raw("stall")
+        r = sender.call(op="flood", n=n, size=64, dst=DST)
+        st = router.call(op="stats")
+        out = {"messages": n, "queued": r["queued"], "refused_7": r["refused_7"],
+               "other_errors": r["other_errors"], "seconds": r["t1"] - r["t0"],
+               "sender_hwm_kb": sender.hwm_kb(), "router_hwm_kb": router.hwm_kb(),
+               "receiver_hwm_kb": recv.proc.hwm_kb(),
+               "stalled_disconnects": st["stalled_disconnects"],
+               "paused_reads": st["paused_reads"], "routed_msgs": st["routed_msgs"],
+               "dropped_no_route": st["dropped_no_route"], "stall_timeout_s": stall_timeout}
+        return out
+    finally:
+        for p in (recv, sender, router):
+            if p is not None:
+                p.close()
+
+
+# ---- report ---------------------------------------------------------------------------
+
+def fmt_rate(x):
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return "%.2f M/s" % (x / 1e6)
+    return "%.0f k/s" % (x / 1e3) if x >= 1e4 else "%.0f /s" % x
+
+
+def report(res):
+    g = lambda k, f="msgs_s": res.get(k, {}).get(f) if isinstance(res.get(k), dict) else None
+    rows = []
+
+    def row(name, ours, ref=None, ref_name="", target=None, unit="rate", met=None):
+        ratio = ours / ref if ours is not None and ref else None
+        if unit == "rate":
+            o, rf = fmt_rate(ours), fmt_rate(ref)
+        elif unit == "MB":
+            o = "-" if ours is None else "%.0f MB/s" % ours
+            rf = "-" if ref is None else "%.0f MB/s" % ref
+        else:
+            o = "-" if ours is None else "%.1f us" % ours
+            rf = "-" if ref is None else "%.1f us" % ref
+        rows.append((name, o, ref_name, rf, "-" if ratio is None else "%.2fx" % ratio,
+                     target or "", "" if met is None else ("yes" if met else "NO")))
+        return ratio
+
+    targets = {}
+    s64, s1k = g("send_64"), g("send_1024")
+    noop, zmq, vend = g("noop_64"), g("zmq_64"), g("vendor_64")
+    r = row("send 64 B (C receiver)", s64, noop, "do-nothing Cython", ">= 0.6x",
+            met=None if s64 is None or noop is None else s64 >= 0.6 * noop)
+    targets["send64_vs_noop"] = r
+    targets["send64_vs_zmq"] = row("send 64 B", s64, zmq, "pyzmq PUSH/PULL", ">= 3x",
+                                   met=None if s64 is None or zmq is None else s64 >= 3 * zmq)
+    targets["send64_vs_vendor"] = row("send 64 B", s64, vend, "vendor ctypes pkg", ">= 100x",
+                                      met=None if s64 is None or vend is None else s64 >= 100 * vend)
+    row("send 1 KiB (C receiver)", s1k, g("zmq_1024"), "pyzmq PUSH/PULL")
+    row("send 1 KiB", s1k, g("vendor_1024"), "vendor ctypes pkg")
+    mb = g("send_1024", "mb_s")
+    row("send 1 KiB bytes", mb, g("zmq_1024", "mb_s"), "pyzmq PUSH/PULL", ">= 1000 MB/s",
+        unit="MB", met=None if mb is None else mb >= 1000)
+    if g("send_many_64"):
+        row("send_many 64 B (batch 256)", g("send_many_64"), noop, "do-nothing Cython")
+        row("send_many 1 KiB bytes", g("send_many_1024", "mb_s"), None, "", unit="MB")
+    e64 = g("e2e_64")
+    row("end to end 64 B (on_data)", e64, zmq, "pyzmq PUSH/PULL", ">= 1 M/s",
+        met=None if e64 is None else e64 >= 1e6)
+    row("end to end 1 KiB (on_data)", g("e2e_1024"), g("zmq_1024"), "pyzmq PUSH/PULL")
+    row("end to end 1 KiB bytes", g("e2e_1024", "mb_s"), g("zmq_1024", "mb_s"), "pyzmq",
+        unit="MB")
+    c64 = g("contended_64")
+    targets["contended_vs_uncontended"] = row(
+        "contended 64 B (busy thread)", c64, e64, "uncontended e2e", ">= 0.5x",
+        met=None if c64 is None or not e64 else c64 >= 0.5 * e64)
+    p50 = res.get("ping", {}).get("p50_us")
+    cp50 = res.get("c_echo", {}).get("p50_us")
+    targets["ping_p50_vs_c_echo"] = row("ping p50 (10,000)", p50, cp50, "C TCP echo + relay",
+                                        "<= 1.5x", unit="us",
+                                        met=None if p50 is None or cp50 is None else p50 <= 1.5 * cp50)
+    row("ping p99", res.get("ping", {}).get("p99_us"), res.get("c_echo", {}).get("p99_us"),
+        "C TCP echo + relay", unit="us")
+    row("vendor 64 B / 1 KiB", vend, g("vendor_1024"), "(vendor 1 KiB)")
+    row("do-nothing Cython method", noop, None, "")
+
+    heads = ("case", "ours", "reference", "ref value", "ratio", "target", "met")
+    widths = [max(len(str(r[i])) for r in rows + [heads]) for i in range(len(heads))]
+    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, heads))
+    print()
+    print("smartbus benchmarks: %d CPUs (router, sender and receiver processes share them), "
+          "Python %s, %.1f s per case" % (res["machine"]["cpus"], res["machine"]["python"],
+                                          res["duration_s"]))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join("%-*s" % (w, c) for w, c in zip(widths, r)))
+    m = res.get("memory")
+    if m:
+        print()
+        print("memory: %d x send_data(64 B) to a receiver that stopped reading: %d queued, "
+              "%d refused with -7 (other errors: %s), %.1f s" % (
+                  m["messages"], m["queued"], m["refused_7"], m["other_errors"] or "none",
+                  m["seconds"]))
+        print("        peak RSS: sender %.1f MiB, router %.1f MiB, stalled receiver %.1f MiB; "
+              "router: %d stalled peer(s) disconnected after %.0f s, %d sender pauses, "
+              "%d routed, %d dropped (no route)" % (
+                  m["sender_hwm_kb"] / 1024, m["router_hwm_kb"] / 1024,
+                  m["receiver_hwm_kb"] / 1024, m["stalled_disconnects"], m["stall_timeout_s"],
+                  m["paused_reads"], m["routed_msgs"], m["dropped_no_route"]))
+    print("total %.0f s" % res["total_s"])
+    res["ratios"] = targets
+    print("JSON " + json.dumps(res, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
