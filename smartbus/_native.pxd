@@ -266,6 +266,13 @@ cdef extern from "smartbus_ext.h" nogil:
     void smartbus_client_free(smartbus_client *c)
     int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
                              int dst_client, int dst_type, const void *data, int size)
+    enum:
+        SMARTBUS_SEND_PING
+        SMARTBUS_SEND_TRYLOCK
+        SMARTBUS_ERR_WOULDBLOCK
+    int smartbus_client_send_ex(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
+                                int dst_client, int dst_type, const void *data, int size,
+                                int flags)
     int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
                                   int dst_client, int dst_type, const void *const *datas,
                                   const int *sizes, int count, int *err)

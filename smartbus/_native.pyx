@@ -48,6 +48,10 @@ cdef extern from *:
 
 # how long closing a sink waits for a handler that is still running
 DEF SINK_CLOSE_TIMEOUT_MS = 5000
+# send_data / ping keep the GIL for payloads up to this size (a lock and a
+# memcpy take less than releasing and taking the GIL); larger payloads, and
+# any send that finds the client's lock busy, release it
+DEF GIL_KEEP_MAX_BYTES = 16384
 
 KIND_NET = SMARTBUS_KIND_NET
 KIND_IPC = SMARTBUS_KIND_IPC
@@ -406,6 +410,7 @@ cdef class ClientBase:
         cdef Py_buffer view
         cdef bint have_view = False
         cdef int rc
+        cdef int flags = SMARTBUS_SEND_PING if ping else 0
         if c == NULL:
             raise _closed()
         if not ping:
@@ -431,14 +436,19 @@ cdef class ClientBase:
             if have_view:
                 PyBuffer_Release(&view)
             raise SmartBusError(SMARTBUS_ERR_MAX_DATASIZE, "SMARTBUS_ERR_MAX_DATASIZE")
-        self._inflight += 1
-        with nogil:
-            if ping:
-                rc = smartbus_client_ping(c, dst_unit_id, dst_client_id, dst_client_type, buf, <int>n)
-            else:
-                rc = smartbus_client_send(c, cmd, cmd_type, dst_unit_id, dst_client_id,
-                                          dst_client_type, buf, <int>n)
-        self._inflight -= 1
+        rc = SMARTBUS_ERR_WOULDBLOCK
+        if n <= GIL_KEEP_MAX_BYTES:
+            # a lock and a short copy: cheaper than releasing the GIL, which
+            # is released only when the client's lock is busy
+            rc = smartbus_client_send_ex(c, cmd, cmd_type, dst_unit_id, dst_client_id,
+                                         dst_client_type, buf, <int>n,
+                                         flags | SMARTBUS_SEND_TRYLOCK)
+        if rc == SMARTBUS_ERR_WOULDBLOCK:
+            self._inflight += 1
+            with nogil:
+                rc = smartbus_client_send_ex(c, cmd, cmd_type, dst_unit_id, dst_client_id,
+                                             dst_client_type, buf, <int>n, flags)
+            self._inflight -= 1
         if have_view:
             PyBuffer_Release(&view)
         if rc != 0:

@@ -119,6 +119,21 @@ SMARTBUS_API int smartbus_client_flow_reply(smartbus_client *c, int result, int 
                                             const char *project_id, int invoke_id, int code,
                                             const char *text, int text_len);
 
+/* smartbus_client_send() / _ping() with flags:
+ * - SMARTBUS_SEND_PING: a ping (cmd and cmdtype are ignored);
+ * - SMARTBUS_SEND_TRYLOCK: when another thread holds the client's lock
+ *   (the I/O thread taking the queue, another sender), return
+ *   SMARTBUS_ERR_WOULDBLOCK at once instead of waiting, and nothing is
+ *   queued.  For callers that must not block while they hold a lock of
+ *   their own: the Python binding sends small payloads this way without
+ *   releasing the GIL, and releases it only to retry a WOULDBLOCK. */
+#define SMARTBUS_SEND_PING          1
+#define SMARTBUS_SEND_TRYLOCK       2
+#define SMARTBUS_ERR_WOULDBLOCK   -100   /* SDK-only code, never from the vendor API */
+SMARTBUS_API int smartbus_client_send_ex(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
+                                         int dst_client, int dst_type, const void *data,
+                                         int size, int flags);
+
 /* Sends many data packets with one lock and one wake-up: `count` payloads
  * given as pointers and sizes, all to the same destination.  Returns the
  * number queued (stops at the first failure, whose code is stored in

@@ -1114,12 +1114,11 @@ static int check_own(smartbus_client *c, int dst_unit, int dst_client)
     return (dst_unit == sb_load(&c->ap_unit) && dst_client == c->client_id) ? SMARTBUS_ERR_SEND_OWN : 0;
 }
 
-/* Locks the client and makes room for `need` more bytes in the send queue.
- * On success returns 0 with the lock held; *was_empty tells whether the
- * queue was empty. */
-static int queue_begin(smartbus_client *c, size_t need, int *was_empty)
+/* Makes room for `need` more bytes in the send queue of a locked client.
+ * On success returns 0 with the lock still held; *was_empty tells whether
+ * the queue was empty.  On failure the lock is released. */
+static int queue_begin_locked(smartbus_client *c, size_t need, int *was_empty)
 {
-    pthread_mutex_lock(&c->lock);
     if (sb_load(&c->registered) <= 0) {
         pthread_mutex_unlock(&c->lock);
         return SMARTBUS_ERR_CONN_NOT_ESTAB;
@@ -1135,6 +1134,13 @@ static int queue_begin(smartbus_client *c, size_t need, int *was_empty)
     }
     *was_empty = c->sendq_msgs == 0;
     return 0;
+}
+
+/* Locks the client, then queue_begin_locked(). */
+static int queue_begin(smartbus_client *c, size_t need, int *was_empty)
+{
+    pthread_mutex_lock(&c->lock);
+    return queue_begin_locked(c, need, was_empty);
 }
 
 /* Accounts `n` packets of `bytes` payload, unlocks and wakes the I/O thread
@@ -1167,25 +1173,43 @@ static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int 
 }
 
 static int send_packet(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
-                       int dst_type, const void *data, int size)
+                       int dst_type, const void *data, int size, int flags)
 {
     if (size < 0 || !data) size = 0;    /* a negative size is sent as datalen 0 */
     int was_empty;
-    int rc = queue_begin(c, (size_t)SBW_HEAD_SIZE + (size_t)size + 3, &was_empty);
+    size_t need = (size_t)SBW_HEAD_SIZE + (size_t)size + 3;
+    int rc;
+    if (flags & SMARTBUS_SEND_TRYLOCK) {
+        if (pthread_mutex_trylock(&c->lock) != 0) return SMARTBUS_ERR_WOULDBLOCK;
+        rc = queue_begin_locked(c, need, &was_empty);
+    } else {
+        rc = queue_begin(c, need, &was_empty);
+    }
     if (rc != 0) return rc;
     rc = put_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
     queue_end(c, rc == 0, rc == 0 ? (uint64_t)size : 0, was_empty);
     return rc;
 }
 
-int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
-                         int dst_type, const void *data, int size)
+int smartbus_client_send_ex(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
+                            int dst_client, int dst_type, const void *data, int size, int flags)
 {
     int rc = check_dst(c, dst_unit, dst_client, size);
     if (rc) return rc;
+    if (flags & SMARTBUS_SEND_PING) {
+        if ((rc = check_own(c, dst_unit, dst_client)) != 0) return rc;
+        return send_packet(c, SMARTBUS_SYSCMD_PING, SMARTBUS_CMDTYPE_SYSTEM, dst_unit,
+                           dst_client, dst_type, data, size, flags);
+    }
     if ((cmdtype & 0xFF) == SMARTBUS_CMDTYPE_INTERNAL) return SMARTBUS_ERR_CMDTYPE_INVALID;
     if ((rc = check_own(c, dst_unit, dst_client)) != 0) return rc;
-    return send_packet(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
+    return send_packet(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size, flags);
+}
+
+int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
+                         int dst_type, const void *data, int size)
+{
+    return smartbus_client_send_ex(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size, 0);
 }
 
 int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
@@ -1224,11 +1248,8 @@ int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_
 int smartbus_client_ping(smartbus_client *c, int dst_unit, int dst_client, int dst_type,
                          const void *data, int size)
 {
-    int rc = check_dst(c, dst_unit, dst_client, size);
-    if (rc) return rc;
-    if ((rc = check_own(c, dst_unit, dst_client)) != 0) return rc;
-    return send_packet(c, SMARTBUS_SYSCMD_PING, SMARTBUS_CMDTYPE_SYSTEM, dst_unit, dst_client,
-                       dst_type, data, size);
+    return smartbus_client_send_ex(c, 0, 0, dst_unit, dst_client, dst_type, data, size,
+                                   SMARTBUS_SEND_PING);
 }
 
 static size_t bounded_strlen(const char *s, size_t max)
