@@ -41,6 +41,8 @@ class BuildExt(build_ext):
                                         depends=[os.path.join(SDK, "include", h) for h in
                                                  os.listdir(os.path.join(SDK, "include"))])
         ext.extra_objects = objects
+        # relink when only the C SDK changed (build_ext compares sources + depends)
+        ext.depends = list(ext.depends) + objects
         super().build_extension(ext)
 
 
