@@ -42,9 +42,29 @@ cdef extern from *:
     static inline void sbpy_set_exiting(void) {
         __atomic_store_n(&sbpy_exiting, 1, __ATOMIC_RELEASE);
     }
+    /* The GIL held by a sink's callback thread from the first batch of a
+     * burst to the sink's idle call (count 0): one acquisition per burst,
+     * not per batch.  Other Python threads still get it at every switch
+     * interval (the handlers run bytecode, which honours drop requests). */
+    static _Thread_local int sbpy_held = 0;
+    static _Thread_local PyGILState_STATE sbpy_gstate;
+    static inline void sbpy_gil_hold(void) {
+        if (!sbpy_held) {
+            sbpy_gstate = PyGILState_Ensure();
+            sbpy_held = 1;
+        }
+    }
+    static inline void sbpy_gil_release(void) {
+        if (sbpy_held) {
+            sbpy_held = 0;
+            PyGILState_Release(sbpy_gstate);
+        }
+    }
     """
     int sbpy_is_exiting() nogil
     void sbpy_set_exiting() nogil
+    void sbpy_gil_hold() nogil
+    void sbpy_gil_release() nogil
 
 # how long closing a sink waits for a handler that is still running
 DEF SINK_CLOSE_TIMEOUT_MS = 5000
@@ -140,12 +160,20 @@ cdef set _live_sinks = set()
 
 
 cdef void _trampoline(void *arg, const smartbus_event *evs, int count) noexcept nogil:
-    # SDK callback thread: one GIL acquisition per batch of events
-    if sbpy_is_exiting():
+    # SDK callback thread: the GIL is taken at the first batch of a burst and
+    # kept until the sink reports that it is idle (count 0), so a busy Python
+    # thread costs one switch interval per burst, not one per batch
+    if count <= 0 or sbpy_is_exiting():
+        sbpy_gil_release()
         return
-    with gil:
-        if not sbpy_is_exiting():
-            (<EventSink>arg).dispatch(evs, count)
+    sbpy_gil_hold()
+    _dispatch(arg, evs, count)
+
+
+cdef void _dispatch(void *arg, const smartbus_event *evs, int count) noexcept with gil:
+    # the GIL is held already (sbpy_gil_hold): "with gil" only nests
+    if not sbpy_is_exiting():
+        (<EventSink>arg).dispatch(evs, count)
 
 
 def _guarded(fn, args):

@@ -41,6 +41,7 @@ static void dispatch(void *arg, const smartbus_event *evs, int count)
 {
     facade *f = arg;
     callbacks cb;
+    if (count <= 0) return;            /* idle notification */
     pthread_mutex_lock(&f->lock);
     cb = f->cb;                        /* callbacks may be changed from a callback */
     pthread_mutex_unlock(&f->lock);

@@ -5,7 +5,9 @@
  * lock per read burst, see sb_sink_writer).  The sink's callback thread
  * swaps the back buffer for its empty front buffer (one lock per batch),
  * decodes the records into smartbus_event structs and calls the user's
- * batch callback with up to SINK_BATCH events at a time.  Bounded: when
+ * batch callback with up to SINK_BATCH events at a time; once nothing is
+ * queued any more it calls it with count 0 before it sleeps (the binding
+ * keeps the GIL from the first batch of a burst to that call).  Bounded: when
  * the back buffer holds more than max_bytes, the I/O thread stops reading
  * this sink's sockets until the callback thread has taken the batch
  * (TCP back-pressure instead of unbounded memory).
@@ -179,10 +181,22 @@ static void deliver(smartbus_sink *s, sb_buf *buf)
 static void *sink_thread(void *arg)
 {
     smartbus_sink *s = arg;
+    int busy = 0;                /* batches delivered since the last idle call */
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->stop && s->back.len == 0) pthread_cond_wait(&s->cond, &s->lock);
+        while (!s->stop && s->back.len == 0) {
+            if (busy) {
+                /* nothing queued: tell the callback before sleeping */
+                busy = 0;
+                pthread_mutex_unlock(&s->lock);
+                s->cb(s->arg, NULL, 0);
+                pthread_mutex_lock(&s->lock);
+                continue;
+            }
+            pthread_cond_wait(&s->cond, &s->lock);
+        }
         if (s->stop) break;
+        busy = 1;
         sb_buf_swap(&s->back, &s->front);
         __atomic_store_n(&s->queued, 0, __ATOMIC_RELAXED);
         int resume = s->paused;
@@ -192,6 +206,11 @@ static void *sink_thread(void *arg)
         deliver(s, &s->front);
         s->front.len = 0;
         sb_buf_trim(&s->front, SINK_KEEP_CAPACITY);
+        pthread_mutex_lock(&s->lock);
+    }
+    if (busy) {
+        pthread_mutex_unlock(&s->lock);
+        s->cb(s->arg, NULL, 0);
         pthread_mutex_lock(&s->lock);
     }
     s->done = 1;
