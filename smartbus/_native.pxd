@@ -327,7 +327,7 @@ cdef class Head:
     cdef readonly int src_unit_client_type, src_unit_id, src_unit_client_id
     cdef readonly int dst_unit_client_type, dst_unit_id, dst_unit_client_id
     cdef readonly int packet_size, data_length
-    cdef bytes _reserved
+    cdef unsigned char _reserved[2]   # no object field: Head is not GC-tracked
 
     @staticmethod
     cdef Head from_raw(const unsigned char *p)

@@ -95,7 +95,8 @@ cdef class Head:
     def __init__(self, raw=None):
         cdef Py_buffer view
         if raw is None:
-            self._reserved = b"\0\0"
+            self._reserved[0] = 0
+            self._reserved[1] = 0
             return
         PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)
         try:
@@ -135,7 +136,7 @@ cdef class Head:
     @property
     def reserved(self):
         """The two reserved head bytes as received."""
-        return self._reserved
+        return PyBytes_FromStringAndSize(<const char *>self._reserved, 2)
 
 
 cdef inline void _fill_head(Head h, const unsigned char *p):
@@ -149,7 +150,8 @@ cdef inline void _fill_head(Head h, const unsigned char *p):
     h.dst_unit_client_type = p[7]
     h.dst_unit_id = p[8]
     h.dst_unit_client_id = p[9]
-    h._reserved = PyBytes_FromStringAndSize(<const char *>p + 10, 2)
+    h._reserved[0] = p[10]
+    h._reserved[1] = p[11]
     h.packet_size = <int32_t>(p[12] | (p[13] << 8) | (p[14] << 16) | (<unsigned int>p[15] << 24))
     h.data_length = <int32_t>(p[16] | (p[17] << 8) | (p[18] << 16) | (<unsigned int>p[19] << 24))
 
@@ -237,10 +239,30 @@ cdef class EventSink:
         return smartbus_sink_pending(self.sink) if self.sink != NULL else 0
 
     cdef void dispatch(self, const smartbus_event *evs, int count) noexcept:
-        cdef int i
+        cdef int i, last_id = -1
+        cdef const smartbus_event *e
+        cdef ClientBase client = None
         for i in range(count):
+            e = &evs[i]
+            if e.type == SMARTBUS_EV_DATA:
+                # the hot path: one client lookup per run of events for the same
+                # client, on_data called directly (no argument tuple)
+                if e.client_id != last_id:
+                    client = self.clients.get(e.client_id)
+                    last_id = e.client_id
+                if client is None or client._c == NULL:     # unknown or closed meanwhile
+                    continue
+                if client.event_executor is None:
+                    try:
+                        client.on_data(Head.from_raw(e.head),
+                                       PyBytes_FromStringAndSize(<const char *>e.data, e.size)
+                                       if e.size > 0 else b"")
+                    except BaseException:
+                        _log.exception("smartbus: exception in event handler")
+                    continue
+            last_id = -1             # other events may add or remove clients
             try:
-                self._event(&evs[i])
+                self._event(e)
             except BaseException:
                 _log.exception("smartbus: exception in event handler")
 
