@@ -25,7 +25,7 @@ SDK = os.path.join(ROOT, "vendor", "smartbus-sdk")
 WORKER = os.path.join(HERE, "worker.py")
 
 ROUTER_UNIT = 0
-SEND_UNIT, RECV_UNIT, VENDOR_UNIT = 20, 21, 22
+SEND_UNIT, RECV_UNIT, VENDOR_UNIT, PING_UNIT = 20, 21, 22, 23
 DST = [RECV_UNIT, 1, 11]                 # the receiver: unit 21, client 1, type 11
 KB = 1024
 
@@ -269,6 +269,13 @@ def main(argv=None):
             r = sender.call(op="ping", dst=DST, n=args.pings + 200, size=64, warmup=200)
             res["ping"] = {k: r[k] for k in ("p50_us", "p99_us", "mean_us", "n")}
             res["c_echo"] = c_echo_latency(exe["tcpecho"], args.pings, 64)
+            # the same round trips from a C client of our SDK (no Python): how
+            # much of the ping time is the SDK's thread hand-offs, how much Python
+            cping = CRecv(exe["sbcount"], port, unit=PING_UNIT)
+            procs.append(cping)
+            r = cping.proc.raw("ping %d %d %d %d 64" % (DST[0], DST[1], DST[2], args.pings + 200))
+            res["c_sdk_ping"] = {k: r.get(k) for k in ("p50_us", "p99_us", "mean_us", "n")}
+            cping.close()
         if on("vendor"):
             log("vendor package...")
             try:
@@ -426,6 +433,8 @@ def report(res):
                                         "<= 1.5x", unit="us",
                                         met=None if p50 is None or cp50 is None else p50 <= 1.5 * cp50)
     row("ping p99", res.get("ping", {}).get("p99_us"), res.get("c_echo", {}).get("p99_us"),
+        "C TCP echo + relay", unit="us")
+    row("ping p50 from a C SDK client", res.get("c_sdk_ping", {}).get("p50_us"), cp50,
         "C TCP echo + relay", unit="us")
     row("vendor 64 B / 1 KiB", vend, g("vendor_1024"), "(vendor 1 KiB)")
     row("do-nothing Cython method", noop, None, "")

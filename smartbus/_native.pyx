@@ -45,26 +45,47 @@ cdef extern from *:
     /* The GIL held by a sink's callback thread from the first batch of a
      * burst to the sink's idle call (count 0): one acquisition per burst,
      * not per batch.  Other Python threads still get it at every switch
-     * interval (the handlers run bytecode, which honours drop requests). */
-    static _Thread_local int sbpy_held = 0;
+     * interval (the handlers run bytecode, which honours drop requests).
+     * The thread state made by the first PyGILState_Ensure is kept between
+     * bursts (PyEval_SaveThread / RestoreThread: no thread state created
+     * and destroyed per burst) and released at the thread's last call. */
+    static _Thread_local int sbpy_held = 0, sbpy_have_ts = 0;
     static _Thread_local PyGILState_STATE sbpy_gstate;
+    static _Thread_local PyThreadState *sbpy_saved;
     static inline void sbpy_gil_hold(void) {
-        if (!sbpy_held) {
+        if (sbpy_held) return;
+        if (sbpy_have_ts) {
+            PyEval_RestoreThread(sbpy_saved);
+        } else {
             sbpy_gstate = PyGILState_Ensure();
-            sbpy_held = 1;
+            sbpy_have_ts = 1;
         }
+        sbpy_held = 1;
     }
     static inline void sbpy_gil_release(void) {
         if (sbpy_held) {
             sbpy_held = 0;
-            PyGILState_Release(sbpy_gstate);
+            sbpy_saved = PyEval_SaveThread();
         }
+    }
+    /* the sink thread ends: free its thread state (left to the interpreter's
+     * own cleanup once it is finalizing) */
+    static inline void sbpy_gil_end(int exiting) {
+        if (!sbpy_have_ts) return;
+        if (!sbpy_held) {
+            if (exiting) return;
+            PyEval_RestoreThread(sbpy_saved);
+        }
+        sbpy_held = 0;
+        sbpy_have_ts = 0;
+        PyGILState_Release(sbpy_gstate);
     }
     """
     int sbpy_is_exiting() nogil
     void sbpy_set_exiting() nogil
     void sbpy_gil_hold() nogil
     void sbpy_gil_release() nogil
+    void sbpy_gil_end(int exiting) nogil
 
 # how long closing a sink waits for a handler that is still running
 DEF SINK_CLOSE_TIMEOUT_MS = 5000
@@ -165,7 +186,10 @@ cdef void _trampoline(void *arg, const smartbus_event *evs, int count) noexcept 
     # SDK callback thread: the GIL is taken at the first batch of a burst and
     # kept until the sink reports that it is idle (count 0), so a busy Python
     # thread costs one switch interval per burst, not one per batch
-    if count <= 0 or sbpy_is_exiting():
+    if count < 0:
+        sbpy_gil_end(sbpy_is_exiting())
+        return
+    if count == 0 or sbpy_is_exiting():
         sbpy_gil_release()
         return
     sbpy_gil_hold()

@@ -12,6 +12,10 @@
  *   wait N TIMEOUT_S   until N data events were counted (or the timeout)
  *   reset              zero the counters
  *   stall / resume     the callback blocks / stops blocking
+ *   ping U C T N SIZE  N pings to (unit U, client C, type T), each sent from
+ *                      the callback that got the previous answer (as the
+ *                      Python pinger does): round trips through the same
+ *                      SDK threads with no Python, p50/p99 in microseconds
  *   quit
  * times are CLOCK_MONOTONIC seconds (the clock of Python's time.monotonic).
  */
@@ -28,6 +32,11 @@
 static uint64_t g_count, g_bytes;
 static double g_first, g_last;
 static int g_connected, g_stall;
+static smartbus_client *g_client;
+static double *g_rtt;
+static int g_ping_n, g_ping_i, g_ping_dst[3], g_ping_size;
+static double g_ping_t0;
+static char g_ping_buf[65536];
 
 static double now_s(void)
 {
@@ -36,12 +45,27 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void on_batch(void *arg, const smartbus_event *evs, int count)
 {
     (void)arg;
     uint64_t n = 0, b = 0;
     for (int i = 0; i < count; i++) {
-        if (evs[i].type == SMARTBUS_EV_DATA) {
+        if (evs[i].type == SMARTBUS_EV_DATA && evs[i].head && evs[i].head[2] == 8 &&
+            evs[i].head[3] == 1 && g_rtt) {
+            double t = now_s();
+            if (g_ping_i < g_ping_n) g_rtt[g_ping_i++] = (t - g_ping_t0) * 1e6;
+            if (g_ping_i < g_ping_n) {
+                g_ping_t0 = now_s();
+                smartbus_client_ping(g_client, g_ping_dst[0], g_ping_dst[1], g_ping_dst[2],
+                                     g_ping_buf, g_ping_size);
+            }
+        } else if (evs[i].type == SMARTBUS_EV_DATA) {
             n++;
             b += (uint64_t)evs[i].size;
         } else if (evs[i].type == SMARTBUS_EV_CONNECT && evs[i].code == 0) {
@@ -75,6 +99,7 @@ int main(int argc, char **argv)
     cfg.info = "sbcount";
     smartbus_client *c = NULL;
     int rc = smartbus_client_new(&cfg, sink, &c);
+    g_client = c;
     if (rc != 0 || smartbus_client_start(c) != 0) {
         printf("{\"ok\": false, \"error\": %d}\n", rc);
         return 1;
@@ -108,6 +133,35 @@ int main(int argc, char **argv)
         } else if (!strncmp(line, "resume", 6)) {
             __atomic_store_n(&g_stall, 0, __ATOMIC_SEQ_CST);
             printf("{\"ok\": true}\n");
+        } else if (!strncmp(line, "ping", 4)) {
+            int n = 0;
+            sscanf(line + 4, "%d %d %d %d %d", &g_ping_dst[0], &g_ping_dst[1], &g_ping_dst[2],
+                   &n, &g_ping_size);
+            if (n <= 0 || g_ping_size < 0 || g_ping_size > (int)sizeof g_ping_buf) n = 1;
+            double *rtt = calloc((size_t)n, sizeof *rtt);
+            g_ping_n = n;
+            __atomic_store_n(&g_ping_i, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&g_rtt, rtt, __ATOMIC_SEQ_CST);
+            g_ping_t0 = now_s();
+            smartbus_client_ping(c, g_ping_dst[0], g_ping_dst[1], g_ping_dst[2], g_ping_buf,
+                                 g_ping_size);
+            double end = now_s() + 60;
+            while (__atomic_load_n(&g_ping_i, __ATOMIC_SEQ_CST) < n && now_s() < end) usleep(1000);
+            int got = __atomic_load_n(&g_ping_i, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&g_rtt, NULL, __ATOMIC_SEQ_CST);
+            usleep(10000);                   /* let a callback in progress finish */
+            int warm = got > 200 ? 200 : 0;  /* the first 200 are a warm-up */
+            double *r = rtt + warm;
+            int m = got - warm;
+            qsort(r, (size_t)m, sizeof *r, cmp_d);
+            double sum = 0;
+            for (int i = 0; i < m; i++) sum += r[i];
+            if (m > 0)
+                printf("{\"ok\": true, \"n\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f, "
+                       "\"mean_us\": %.2f}\n", m, r[m / 2], r[(int)(m * 0.99)], sum / m);
+            else
+                printf("{\"ok\": false, \"error\": \"no answers\"}\n");
+            free(rtt);
         } else if (!strncmp(line, "quit", 4)) {
             break;
         } else {

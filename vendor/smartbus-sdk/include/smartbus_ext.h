@@ -51,11 +51,12 @@ typedef struct smartbus_event {
 /* Called on the sink's callback thread with up to `count` events; the
  * pointers inside the events are valid until the callback returns.  After
  * the last batch of a burst, when no event is queued any more, it is called
- * once with events = NULL and count = 0, before the thread sleeps (and
- * before it ends): a caller that keeps a lock of its own across batches
- * (the Python binding keeps the GIL) releases it then.  `arg` may already
- * be gone for that last call when the sink was freed from its own
- * callback: do not use it when count is 0. */
+ * once with events = NULL and count = 0, before the thread sleeps: a caller
+ * that keeps a lock of its own across batches (the Python binding keeps the
+ * GIL) releases it then.  The thread's very last call has events = NULL
+ * and count = -1 (per-thread state can be freed).  `arg` may already be
+ * gone for that last call when the sink was freed from its own callback:
+ * do not use it when count <= 0. */
 typedef void (*smartbus_batch_cb)(void *arg, const smartbus_event *events, int count);
 
 typedef struct smartbus_sink smartbus_sink;

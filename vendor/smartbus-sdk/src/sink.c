@@ -7,7 +7,8 @@
  * decodes the records into smartbus_event structs and calls the user's
  * batch callback with up to SINK_BATCH events at a time; once nothing is
  * queued any more it calls it with count 0 before it sleeps (the binding
- * keeps the GIL from the first batch of a burst to that call).  Bounded: when
+ * keeps the GIL from the first batch of a burst to that call), and with
+ * count -1 once when the thread ends.  Bounded: when
  * the back buffer holds more than max_bytes, the I/O thread stops reading
  * this sink's sockets until the callback thread has taken the batch
  * (TCP back-pressure instead of unbounded memory).
@@ -208,11 +209,10 @@ static void *sink_thread(void *arg)
         sb_buf_trim(&s->front, SINK_KEEP_CAPACITY);
         pthread_mutex_lock(&s->lock);
     }
-    if (busy) {
-        pthread_mutex_unlock(&s->lock);
-        s->cb(s->arg, NULL, 0);
-        pthread_mutex_lock(&s->lock);
-    }
+    /* the thread ends: last call, whether or not a burst was in progress */
+    pthread_mutex_unlock(&s->lock);
+    s->cb(s->arg, NULL, -1);
+    pthread_mutex_lock(&s->lock);
     s->done = 1;
     int orphaned = s->orphaned;
     pthread_cond_broadcast(&s->done_cond);
