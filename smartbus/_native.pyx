@@ -470,6 +470,19 @@ cdef class ClientBase:
         """Sends ``data`` (bytes-like, or None for an empty payload) to one
         client on the bus.  Raises SmartBusError with the SDK error code when
         refused (e.g. -2 not connected, -7 send queue full)."""
+        cdef smartbus_client *c = self._c
+        cdef int rc
+        # fast path: bytes, valid small ints, GIL kept (see GIL_KEEP_MAX_BYTES)
+        if (c != NULL and type(data) is bytes and dst_unit_id >= 0
+                and ((cmd | cmd_type | dst_client_id | dst_client_type) & ~0xFF) == 0
+                and PyBytes_GET_SIZE(data) <= GIL_KEEP_MAX_BYTES):
+            rc = smartbus_client_send_ex(c, cmd, cmd_type, dst_unit_id, dst_client_id,
+                                         dst_client_type, PyBytes_AS_STRING(data),
+                                         <int>PyBytes_GET_SIZE(data), SMARTBUS_SEND_TRYLOCK)
+            if rc == 0:
+                return
+            if rc != SMARTBUS_ERR_WOULDBLOCK:
+                raise _error(rc)
         self._send(cmd, cmd_type, dst_unit_id, dst_client_id, dst_client_type, data, False)
 
     def ping(self, int dst_unit_id, int dst_client_id, int dst_client_type, data=None):
