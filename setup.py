@@ -41,6 +41,9 @@ class BuildExt(build_ext):
                                         depends=[os.path.join(SDK, "include", h) for h in
                                                  os.listdir(os.path.join(SDK, "include"))])
         ext.extra_objects = objects
+        # relink when an SDK object is newer than the extension (otherwise a
+        # change to the C SDK alone leaves the old code in the .so)
+        ext.depends = list(ext.depends) + [o for o in objects if o not in ext.depends]
         super().build_extension(ext)
 
 
