@@ -359,9 +359,12 @@ static void conn_connect_failed(smartbus_client *c, sb_conn *k, int64_t now, sb_
     k->next_connect_at = now + RECONNECT_MS;
     if (!k->fail_reported) {
         k->fail_reported = 1;
-        emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index,
-                   c->kind == SMARTBUS_KIND_IPC ? c->ipc_path : k->host,
-                   c->kind == SMARTBUS_KIND_IPC ? 0 : k->port, strerror(err));
+        if (c->kind == SMARTBUS_KIND_IPC)
+            emit_trace(w, c, 1, "link %d: cannot connect to %s: %s", k->index, c->ipc_path,
+                       strerror(err));
+        else
+            emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index, k->host,
+                       k->port, strerror(err));
         emit_simple(w, c, SMARTBUS_EV_CONNECT, SMARTBUS_ERR_ESTABLI_CONNECT, sb_load(&c->ap_unit));
     }
 }
