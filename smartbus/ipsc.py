@@ -67,7 +67,7 @@ import threading
 import time
 
 from smartbus import _native
-from smartbus._base import check_int, encode_json
+from smartbus._base import check_int, check_ipc_path, encode_json
 from smartbus.errors import (SMARTBUS_ERR_ARGUMENT, SMARTBUS_ERR_DEST_NONEXIST, SMARTBUS_ERR_OTHER,
                              SmartBusError)
 from smartbus.utils import LoggerMixin
@@ -151,9 +151,7 @@ class FlowServer(LoggerMixin):
     def __init__(self, process_index=0, ipc_path=None, max_workers=8, user=None, password=None,
                  info=None):
         self._process_index = check_int(process_index, "process_index", 0, 255)
-        if ipc_path is not None and (not isinstance(ipc_path, str) or not ipc_path):
-            raise ValueError("ipc_path must be a non-empty str or None")
-        self._ipc_path = ipc_path
+        self._ipc_path = check_ipc_path(ipc_path)
         self._max_workers = check_int(max_workers, "max_workers", 1, 1024)
         self._user, self._password = user, password
         self._info = info or "smartbus.ipsc.FlowServer %s" % __version__
