@@ -407,6 +407,37 @@ def test_path_from_the_environment(router, peers):
     assert p.call(op="unit")["unit_id"] == 0
 
 
+def test_bad_arguments(short_tmp, monkeypatch):
+    from smartbus.ipc import Client
+    from smartbus.ipsc import FlowServer
+    for bad in [dict(client_id=256, client_type=3), dict(client_id=-1, client_type=3),
+                dict(client_id=5, client_type=1), dict(client_id=5, client_type=256)]:
+        with pytest.raises(ValueError):
+            Client(**bad)
+    long_path = os.path.join(short_tmp, "x" * 120)
+    with pytest.raises(ValueError, match="limit is 107"):
+        Client(5, 3, ipc_path=long_path)
+    with pytest.raises(ValueError, match="limit is 107"):
+        FlowServer(0, ipc_path=long_path)
+    monkeypatch.setenv("SMARTBUS_IPC_PATH", long_path)
+    with pytest.raises(ValueError, match="limit is 107"):
+        Client(5, 3)
+    with pytest.raises(ValueError):
+        Client(5, 3, ipc_path="")
+    assert Client._instance is None               # nothing left behind
+
+
+def test_duplicate_client_id_is_refused_and_retried(router, peers):
+    a = start_ipc_peer(peers, router.ipc_path, client_id=5)
+    b = start_ipc_peer(peers, router.ipc_path, client_id=5, wait=False)
+    # the router refuses the second (-10, already connected); it retries every 2 s
+    assert wait_for(lambda: events_of(b, "connect_fail"), 5) == [[-10]]
+    assert router.stats()["clients"] == 1
+    a.close()
+    assert b.call(op="wait_connected", timeout=5)["ok"]
+    assert router.stats()["clients"] == 1
+
+
 def test_stale_socket_replaced_and_live_one_kept(short_tmp, ipc_recorder):
     from smartbus.server import Server
     path = os.path.join(short_tmp, "ipc")
@@ -430,9 +461,11 @@ def test_stale_socket_replaced_and_live_one_kept(short_tmp, ipc_recorder):
     assert not os.path.exists(path)               # removed by the server that made it
 
 
-def run_cli(*args):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+def run_cli(*args, env=None):
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    env = full_env
     return subprocess.Popen([sys.executable, "-m", "smartbus.server", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -472,6 +505,14 @@ def test_cli_ipc_path_options(short_tmp, ipc_recorder):
     finally:
         assert stop_cli(proc) == 0
     assert not os.path.exists(path)
+
+    # the default path follows $SMARTBUS_IPC_PATH, like the clients'
+    proc = run_cli("--port", "0", env={"SMARTBUS_IPC_PATH": path})
+    try:
+        assert first_line(proc).rstrip().endswith("ipc %s" % path)
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    finally:
+        assert stop_cli(proc) == 0
 
     # --no-ipc: no socket at all
     proc = run_cli("--port", "0", "--ipc-path", path, "--no-ipc")
