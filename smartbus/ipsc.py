@@ -16,7 +16,7 @@ an IPSC (and flow-like requests can be served by Python code).
 
     with fs:                                  # start(); stop() on exit
         fs.wait_connected(5)
-        ...                                   # clients call launch_flow(router_unit, 1, "proj1", "add", ...)
+        ...         # callers: launch_flow(<router unit>, 1, "proj1", "add", mode, timeout, [1, 2])
 
 How it attaches: an IPC connection to the local router (the ``ipc_path``
 keyword, else ``$SMARTBUS_IPC_PATH``, else ``/tmp/smartbus_ipc``) as client
@@ -56,8 +56,12 @@ go to every handler whose filters match, with ``project_id`` and ``title``
 as str (decoded from CP936), ``mode`` (int), ``expires`` in seconds (float)
 and ``text`` (str, CP936).  A notification handler's exception is logged.
 
-``stop()`` refuses new requests, waits (at most ``timeout`` seconds) for the
-running handlers, then closes the connection and its event sink.
+``start(timeout=None)`` connects in the background (with a timeout: waits
+for the registration, else TimeoutError); ``wait_connected(timeout)`` and
+``connected`` tell whether it is registered.  ``stop(timeout=5.0)`` refuses
+new requests, waits (at most ``timeout`` seconds) for the running handlers
+and for their answers to leave, then closes the connection and its event
+sink; a stopped FlowServer is not started again (make a new one).
 """
 
 import concurrent.futures
