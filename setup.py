@@ -42,9 +42,6 @@ class BuildExt(build_ext):
                                         include_dirs=INCLUDES, extra_postargs=sdk_flags,
                                         depends=SDK_HEADERS)
         ext.extra_objects = objects
-        # relink when an SDK object is newer than the extension (otherwise a
-        # change to the C SDK alone leaves the old code in the .so)
-        ext.depends = list(ext.depends) + [o for o in objects if o not in ext.depends]
         super().build_extension(ext)
 
 

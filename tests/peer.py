@@ -12,7 +12,6 @@ on stdin and answers one JSON line on stdout:
     {"op": "send_raw", "cmd": 1, "cmd_type": 3, "dst": [unit, client, type], "data": "hex"}
     {"op": "ping", "dst": [unit, client, type], "data": "hex"}
     {"op": "events"}                                  # connect/global/flow_... seen so far
-    {"op": "send_raw", "cmd": 3, "cmd_type": 3, "dst": [unit, client, type], "data": "hex"}
     {"op": "launch_flow", "args": [unit, process, project, flow, mode, timeout, params]}
     {"op": "notify", "args": [unit, process, project, title, mode, expires, txt]}
     {"op": "quit"}
@@ -169,11 +168,6 @@ class Peer:
         if op == "ping":
             unit, client, ctype = cmd["dst"]
             self.client.ping(unit, client, ctype, bytes.fromhex(cmd.get("data", "")))
-            return {"ok": True}
-        if op == "send_raw":
-            unit, client, ctype = cmd["dst"]
-            self.client.send_data(cmd["cmd"], cmd["cmd_type"], unit, client, ctype,
-                                  bytes.fromhex(cmd.get("data", "")))
             return {"ok": True}
         if op == "launch_flow":
             return {"ok": True, "id": self.client.launch_flow(*cmd["args"])}
