@@ -15,7 +15,7 @@
  * - The sink's callback thread delivers events to the application.
  *
  * Link behaviour follows NET.md §5 and IPC.md §5: registration on every new
- * connection, heartbeats every 1 s (NET), liveness 14 s, reconnect after 2 s
+ * connection, heartbeats every 1 s (NET), liveness 14 s (NET), reconnect after 2 s
  * (immediately after losing a registered link), no retry after a refused
  * registration except -10, master and slave links at the same time.
  */
@@ -40,6 +40,7 @@
 #define LIVENESS_MS        14000
 #define FLOW_CHECK_MS      100
 #define CONNECT_TIMEOUT_MS 5000
+#define LINGER_MS          2000    /* close: time given to flush the send queue */
 #define READ_CHUNK         (256 * 1024)
 #define READS_PER_TURN     8
 #define DEFAULT_MAX_MSGS   100000
@@ -86,6 +87,7 @@ struct smartbus_client {
     int nconns;
     int active;                 /* link carrying application traffic, -1 none */
     int64_t next_flow_check;
+    int64_t linger_until;       /* closing: flush until then (0: not yet closing) */
     struct smartbus_client *next;
 
     /* shared */
@@ -359,9 +361,12 @@ static void conn_connect_failed(smartbus_client *c, sb_conn *k, int64_t now, sb_
     k->next_connect_at = now + RECONNECT_MS;
     if (!k->fail_reported) {
         k->fail_reported = 1;
-        emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index,
-                   c->kind == SMARTBUS_KIND_IPC ? c->ipc_path : k->host,
-                   c->kind == SMARTBUS_KIND_IPC ? 0 : k->port, strerror(err));
+        if (c->kind == SMARTBUS_KIND_IPC)
+            emit_trace(w, c, 1, "link %d: cannot connect to %s: %s", k->index, c->ipc_path,
+                       strerror(err));
+        else
+            emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index, k->host,
+                       k->port, strerror(err));
         emit_simple(w, c, SMARTBUS_EV_CONNECT, SMARTBUS_ERR_ESTABLI_CONNECT, sb_load(&c->ap_unit));
     }
 }
@@ -537,8 +542,10 @@ static void on_global(smartbus_client *c, sb_conn *k, const uint8_t *pkt, const 
                       sb_sink_writer *w)
 {
     sbw_global g;
+    /* no destination filter here: the vendor client reports (and answers)
+     * a cmd 9 addressed to ff/ff/ff (vector global_connect.json,
+     * cmd9_broadcast_dst), although NET.md §10 says the filter applies */
     if (sbw_get_global(pkt + SBW_HEAD_SIZE, (size_t)h->datalen, &g) != SBW_OK) return;
-    if (!deliverable(c, h)) return;
     sb_evin ev;
     memset(&ev, 0, sizeof ev);
     ev.type = SMARTBUS_EV_GLOBAL_CONNECT;
@@ -737,11 +744,13 @@ static void conn_timers(smartbus_client *c, sb_conn *k, int64_t now, int *timeou
         break;
     case CONN_OPEN:
     case CONN_REGISTERED:
-        if (k->state == CONN_REGISTERED) {
+        /* liveness: NET only; an idle IPC server sends nothing and the IPC
+         * client learns of a lost server from the socket (IPC.md §5.5) */
+        if (k->state == CONN_REGISTERED && c->kind == SMARTBUS_KIND_NET) {
             if (paused) k->last_rx_at = now;   /* we are not reading: not the server's fault */
             if (now - k->last_rx_at > LIVENESS_MS) {
                 conn_broken(c, k, now, w, "no data from the server for 14 s");
-                return;
+                break;                 /* now waiting: its reconnect time is due below */
             }
         }
         if (c->kind == SMARTBUS_KIND_NET) {
@@ -752,7 +761,7 @@ static void conn_timers(smartbus_client *c, sb_conn *k, int64_t now, int *timeou
             }
             due = k->next_heartbeat_at;
         }
-        if (k->state == CONN_REGISTERED) {
+        if (k->state == CONN_REGISTERED && c->kind == SMARTBUS_KIND_NET) {
             int64_t live = k->last_rx_at + LIVENESS_MS + 1;
             if (due < 0 || live < due) due = live;
         }
@@ -811,6 +820,16 @@ static int pollset_add(pollset *ps, int fd, short events, smartbus_client *c, sb
     return 0;
 }
 
+/* A closing client stays while what the application queued is still being
+ * written to a registered link, for at most LINGER_MS: closing right after
+ * a send does not lose the send. */
+static int client_lingers(smartbus_client *c, int64_t now)
+{
+    if (c->linger_until == 0) c->linger_until = now + LINGER_MS;
+    if (now >= c->linger_until || sb_load(&c->registered) <= 0 || c->active < 0) return 0;
+    return sb_load(&c->sendq_msgs) > 0 || c->conns[c->active].wbuf.len > 0;
+}
+
 /* adopts new clients, lets go of closing ones; 1 when asked to stop */
 static int io_update_lists(void)
 {
@@ -832,7 +851,7 @@ static int io_update_lists(void)
     }
     for (smartbus_client **pp = &E.live; *pp;) {
         smartbus_client *c = *pp;
-        if (c->closing) {
+        if (c->closing && !client_lingers(c, now)) {
             *pp = c->next;
             client_close_links(c);
             c->detached = 1;
@@ -869,6 +888,10 @@ static void *io_thread(void *arg)
                 if (wait < timeout) timeout = wait < 0 ? 0 : wait;
             }
             client_pump(c, now, &w);
+            if (c->linger_until) {            /* closing: detach as soon as flushed */
+                int64_t left = client_lingers(c, now) ? c->linger_until - now : 0;
+                if (left < timeout) timeout = left < 0 ? 0 : (int)left;
+            }
             for (int i = 0; i < c->nconns; i++) {
                 sb_conn *k = &c->conns[i];
                 short ev = 0;
