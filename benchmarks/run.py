@@ -266,9 +266,15 @@ def main(argv=None):
                 res["send_many_%d" % size] = throughput(sender, crecv, size, D, batch=256)
         if on("latency"):
             log("latency...")
+            # the C echo reference runs before and after our pings and the
+            # faster run is kept (a conservative reference: it is the most
+            # sensitive case to other load on the machine)
+            echo1 = c_echo_latency(exe["tcpecho"], args.pings, 64)
             r = sender.call(op="ping", dst=DST, n=args.pings + 200, size=64, warmup=200)
             res["ping"] = {k: r[k] for k in ("p50_us", "p99_us", "mean_us", "n")}
-            res["c_echo"] = c_echo_latency(exe["tcpecho"], args.pings, 64)
+            echo2 = c_echo_latency(exe["tcpecho"], args.pings, 64)
+            res["c_echo"] = min(echo1, echo2, key=lambda e: e["p50_us"])
+            res["c_echo_runs_p50_us"] = [echo1["p50_us"], echo2["p50_us"]]
             # the same round trips from a C client of our SDK (no Python): how
             # much of the ping time is the SDK's thread hand-offs, how much Python
             cping = CRecv(exe["sbcount"], port, unit=PING_UNIT)
