@@ -9,8 +9,7 @@ import threading
 import pytest
 
 from conftest import ROOT, TEST_UNIT
-from smartbus.errors import (AlreadyExistsError, AlreadyInitializedError, SmartBusError,
-                             NotInitializedError)
+from smartbus.errors import AlreadyExistsError, AlreadyInitializedError, SmartBusError
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import VECTORS
+from conftest import VECTORS, needs_vectors
 BUILD = "sdk-x64-2015"          # our client sends the A/B layouts (NET.md §5.1)
 
 
@@ -96,6 +96,9 @@ def reserved_and_pad(packet):
     return [(10, 12), (20 + datalen, len(packet))]
 
 
+pytestmark = needs_vectors
+
+
 @pytest.fixture(scope="module")
 def wire():
     """A registered client (peer process) talking to a RawServer."""
@@ -138,7 +141,7 @@ def test_heartbeat(wire):
     assert abs(struct.unpack_from("<q", got, 36)[0] - time.time()) < 5
 
 
-DATA = [v for v in vectors("data.json") if v["build"] == BUILD and v["direction"] == "client->server"
+DATA = [] if not os.path.isdir(VECTORS) else [v for v in vectors("data.json") if v["build"] == BUILD and v["direction"] == "client->server"
         and v.get("case") != "negative_unit"]     # ours rejects negative units in Python
 
 
@@ -178,7 +181,8 @@ def test_ping_answer(wire):
         assert masked(got, reserved_and_pad(want)) == masked(want, reserved_and_pad(want))
 
 
-GLOBAL = [v for v in vectors("global_connect_reply.json") if v["build"] == BUILD]
+GLOBAL = [] if not os.path.isdir(VECTORS) else \
+    [v for v in vectors("global_connect_reply.json") if v["build"] == BUILD]
 
 
 @pytest.mark.parametrize("vec", GLOBAL, ids=lambda v: v["in_answer_to"])
