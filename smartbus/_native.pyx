@@ -414,8 +414,10 @@ cdef class ClientBase:
         cdef int rc
         if c == NULL:
             raise _closed()
+        self._inflight += 1
         with nogil:
             rc = smartbus_client_start(c)
+        self._inflight -= 1
         if rc != 0:
             raise _error(rc)
 
@@ -490,15 +492,13 @@ cdef class ClientBase:
 
     cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                    int dst_client_type, object data, bint ping) except -1:
-        cdef smartbus_client *c = self._c
+        cdef smartbus_client *c
         cdef const char *buf = NULL
         cdef Py_ssize_t n = 0
         cdef Py_buffer view
         cdef bint have_view = False
         cdef int rc
         cdef int flags = SMARTBUS_SEND_PING if ping else 0
-        if c == NULL:
-            raise _closed()
         if not ping:
             _check_byte(cmd, "cmd")
             _check_byte(cmd_type, "cmd_type")
@@ -518,9 +518,15 @@ cdef class ClientBase:
             have_view = True
             buf = <const char *>view.buf
             n = view.len
-        if n > SMARTBUS_MAX_DATA_SIZE:
+        # read the client only now: acquiring a buffer can run Python code
+        # (and let another thread close the client); from here to the
+        # in-flight mark nothing can release the GIL
+        c = self._c
+        if c == NULL or n > SMARTBUS_MAX_DATA_SIZE:
             if have_view:
                 PyBuffer_Release(&view)
+            if c == NULL:
+                raise _closed()
             raise SmartBusError(SMARTBUS_ERR_MAX_DATASIZE, "SMARTBUS_ERR_MAX_DATASIZE")
         rc = SMARTBUS_ERR_WOULDBLOCK
         if n <= GIL_KEEP_MAX_BYTES:
@@ -547,13 +553,11 @@ cdef class ClientBase:
         one destination with a single native call.  Returns how many were
         queued; raises SmartBusError if the first one is refused (a later
         refusal, e.g. a full queue, just stops the batch)."""
-        cdef smartbus_client *c = self._c
+        cdef smartbus_client *c
         cdef Py_ssize_t count, i
         cdef const void **ptrs
         cdef int *sizes
         cdef int err = 0, done
-        if c == NULL:
-            raise _closed()
         _check_byte(cmd, "cmd")
         _check_byte(cmd_type, "cmd_type")
         if dst_unit_id < 0:
@@ -578,6 +582,9 @@ cdef class ClientBase:
                                     % (i, type(d).__name__))
                 ptrs[i] = PyBytes_AS_STRING(d)
                 sizes[i] = <int>PyBytes_GET_SIZE(d)
+            c = self._c                    # after the Python-level work (see _send)
+            if c == NULL:
+                raise _closed()
             self._inflight += 1
             with nogil:
                 done = smartbus_client_send_many(c, cmd, cmd_type, dst_unit_id, dst_client_id,

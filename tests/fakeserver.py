@@ -8,19 +8,13 @@ import socket
 import struct
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VECTORS = os.path.join(os.path.dirname(ROOT), "shared", "protocol", "vectors")
+from conftest import VECTORS
+
 HEAD = struct.Struct("<HBBBBBBBBHii")
 
 
-def vectors_dir():
-    """The golden vectors: $SMARTBUS_VECTORS, else ../shared/protocol/vectors
-    next to the repository (as in the project's work tree)."""
-    return os.environ.get("SMARTBUS_VECTORS") or VECTORS
-
-
 def load_vectors(name):
-    with open(os.path.join(vectors_dir(), name), encoding="utf-8") as f:
+    with open(os.path.join(VECTORS, name), encoding="utf-8") as f:
         return json.load(f)
 
 

@@ -165,6 +165,21 @@ class Peer:
             self.client.send_data(cmd["cmd"], cmd["cmd_type"], unit, client, ctype,
                                   bytes.fromhex(cmd.get("data", "")))
             return {"ok": True}
+        if op == "fill":
+            # sends `size`-byte messages until one is refused (or `limit`)
+            from smartbus.errors import SmartBusError
+            unit, client, ctype = cmd["dst"]
+            data = bytes(cmd["size"])
+            code = 0
+            for i in range(cmd["limit"]):
+                try:
+                    self.client.send_data(1, 3, unit, client, ctype, data)
+                except SmartBusError as exc:
+                    code = exc.code
+                    break
+            st = self.client.stats()
+            return {"ok": True, "sent": i, "error_code": code,
+                    "queued_bytes": st["queued_bytes"], "queued_msgs": st["queued_msgs"]}
         if op == "ping":
             unit, client, ctype = cmd["dst"]
             self.client.ping(unit, client, ctype, bytes.fromhex(cmd.get("data", "")))

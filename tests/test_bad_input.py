@@ -5,12 +5,12 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from conftest import ROOT, TEST_UNIT
-from smartbus.errors import (AlreadyExistsError, AlreadyInitializedError, SmartBusError,
-                             NotInitializedError)
+from smartbus.errors import AlreadyExistsError, AlreadyInitializedError, SmartBusError
 
 
 @pytest.fixture
@@ -237,3 +237,41 @@ def test_executor_gets_the_handlers(router, net_lib, peers):
             assert all(t.startswith("userpool") for t in threads), threads
         finally:
             c.dispose()
+
+
+def test_dispose_while_other_threads_send(router, net_lib):
+    """Closing a client while other threads are inside send_data: they get a
+    clear error, the process does not crash."""
+    ok = threading.Event()
+
+    class C(net_lib):
+        def on_connect(self):
+            ok.set()
+
+    for round_ in range(5):
+        c = C.create(35, 11, "127.0.0.1", router.port)
+        c.activate()
+        assert ok.wait(5)
+        ok.clear()
+        outcomes = []
+
+        def hammer():
+            data = memoryview(bytearray(100))
+            try:
+                while True:
+                    try:
+                        c.send_data(1, 3, 16, 1, 11, data)
+                    except SmartBusError as exc:
+                        assert exc.code == -7          # queue full: keep trying
+            except RuntimeError as exc:
+                outcomes.append(str(exc))
+
+        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        c.dispose()
+        for t in threads:
+            t.join(5)
+            assert not t.is_alive()
+        assert outcomes == ["the client is closed"] * 3

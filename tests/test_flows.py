@@ -11,13 +11,11 @@ import time
 
 import pytest
 
-from conftest import wait_for
-from fakeserver import FakeServer, head_of, ipc_packet, load_vectors, register_ack, vectors_dir
+from conftest import wait_for, needs_vectors
+from fakeserver import FakeServer, head_of, ipc_packet, load_vectors, register_ack
 
 PROCESS = 1                      # the FlowServer's process index (= its client id)
 
-needs_vectors = pytest.mark.skipif(not os.path.isdir(vectors_dir()),
-                                   reason="golden vectors not found at %s" % vectors_dir())
 
 
 class Events:

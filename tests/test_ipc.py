@@ -16,14 +16,12 @@ import time
 
 import pytest
 
-from conftest import ROOT, wait_for
-from fakeserver import FakeServer, head_of, ipc_packet, register_ack, vectors_dir
+from conftest import ROOT, wait_for, needs_vectors
+from fakeserver import FakeServer, head_of, ipc_packet, register_ack
 
 N_MESSAGES = 3000
 MAX_SIZE = 65536
 
-needs_vectors = pytest.mark.skipif(not os.path.isdir(vectors_dir()),
-                                   reason="golden vectors not found at %s" % vectors_dir())
 
 
 def start_ipc_peer(peers, path, client_id=5, client_type=3, wait=True, env=None, **extra):

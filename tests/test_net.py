@@ -143,7 +143,6 @@ def test_dispose_right_after_sending_loses_nothing(router, net_lib, peers):
     for i in range(20000):
         c.send_data(5, 3, 16, 1, 11, b"%05d" % i + b"x" * 1000)
     c.dispose()
-    got = p.call(op="received", timeout=30)
     assert wait_for(lambda: len(p.call(op="received")["data"]) == 20000, 15)
     data = p.call(op="received")["data"]
     assert [bytes.fromhex(d[5])[:5] for d in data] == [b"%05d" % i for i in range(20000)]
