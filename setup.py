@@ -16,6 +16,8 @@ SDK = os.path.join("vendor", "smartbus-sdk")
 SDK_SOURCES = [os.path.join(SDK, "src", name) for name in
                ("wire.c", "util.c", "sink.c", "client.c", "facade.c", "router.c")]
 INCLUDES = [os.path.join(SDK, "include"), os.path.join(SDK, "src")]
+SDK_HEADERS = [os.path.join(d, h) for d in INCLUDES for h in sorted(os.listdir(d))
+               if h.endswith(".h")]
 
 
 def flag(name):
@@ -38,8 +40,7 @@ class BuildExt(build_ext):
             sdk_flags += SANITIZE
         objects = self.compiler.compile(SDK_SOURCES, output_dir=self.build_temp,
                                         include_dirs=INCLUDES, extra_postargs=sdk_flags,
-                                        depends=[os.path.join(SDK, "include", h) for h in
-                                                 os.listdir(os.path.join(SDK, "include"))])
+                                        depends=SDK_HEADERS)
         ext.extra_objects = objects
         super().build_extension(ext)
 
@@ -48,8 +49,10 @@ ext_args = COMMON + OPT + (SANITIZE if flag("SMARTBUS_SANITIZE") else [])
 link_args = ["-pthread"] + (["-fsanitize=address,undefined"] if flag("SMARTBUS_SANITIZE") else [])
 
 extensions = [
+    # depends: relink when the SDK changes (its objects are extra_objects)
     Extension("smartbus._native", ["smartbus/_native.pyx"], include_dirs=INCLUDES,
-              extra_compile_args=ext_args, extra_link_args=link_args),
+              depends=SDK_SOURCES + SDK_HEADERS, extra_compile_args=ext_args,
+              extra_link_args=link_args),
 ]
 
 try:

@@ -9,6 +9,7 @@ on stdin and answers one JSON line on stdout:
     {"op": "wait_connected", "timeout": 5}
     {"op": "send", "dst": [unit, client, type], "count": N, "max_size": 65536}
     {"op": "expect", "count": N, "timeout": 30}      # checks contents and order
+    {"op": "send_raw", "cmd": 1, "cmd_type": 3, "dst": [unit, client, type], "data": "hex"}
     {"op": "ping", "dst": [unit, client, type], "data": "hex"}
     {"op": "events"}                                  # connect/global/... seen so far
     {"op": "quit"}
@@ -145,6 +146,11 @@ class Peer:
             return self.send(cmd)
         if op == "expect":
             return self.expect(cmd)
+        if op == "send_raw":
+            unit, client, ctype = cmd["dst"]
+            self.client.send_data(cmd["cmd"], cmd["cmd_type"], unit, client, ctype,
+                                  bytes.fromhex(cmd.get("data", "")))
+            return {"ok": True}
         if op == "ping":
             unit, client, ctype = cmd["dst"]
             self.client.ping(unit, client, ctype, bytes.fromhex(cmd.get("data", "")))

@@ -537,8 +537,10 @@ static void on_global(smartbus_client *c, sb_conn *k, const uint8_t *pkt, const 
                       sb_sink_writer *w)
 {
     sbw_global g;
+    /* no destination filter here: the vendor client reports (and answers)
+     * a cmd 9 addressed to ff/ff/ff (vector global_connect.json,
+     * cmd9_broadcast_dst), although NET.md §10 says the filter applies */
     if (sbw_get_global(pkt + SBW_HEAD_SIZE, (size_t)h->datalen, &g) != SBW_OK) return;
-    if (!deliverable(c, h)) return;
     sb_evin ev;
     memset(&ev, 0, sizeof ev);
     ev.type = SMARTBUS_EV_GLOBAL_CONNECT;
