@@ -327,7 +327,8 @@ def rebuild_from_callback(cb):
     d.update(kind="flow_ack", invoke_id=cb["invoke_id"], code=cb["ack"], text=b(cb["msg"]),
              project_id=cb["project"])
     raw = _native.encode_packet(d)
-    assert raw[:20] == head, "our flow ack head %s, the vendor got %s" % (raw[:20].hex(), head.hex())
+    assert raw[:20] == head, "our flow ack head %s, the vendor got %s" % (raw[:20].hex(),
+                                                                          head.hex())
     check_callback(cb, round_trip(raw, []), raw)
 
 

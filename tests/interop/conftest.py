@@ -243,11 +243,10 @@ class RouterProcess:
             [sys.executable, "-m", "smartbus.server", "--host", "127.0.0.1", "--port", str(port),
              "--unit-id", str(unit_id), "--no-ipc"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        lines = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout] + [lines.put(None)],
-                         daemon=True).start()
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
         try:
-            line = lines.get(timeout=20)
+            line = self.lines.get(timeout=20)
         except queue.Empty:
             line = None
         m = re.search(r"listening on (\S+):(\d+)", line or "")
@@ -255,6 +254,11 @@ class RouterProcess:
             self.kill()
             raise AssertionError("smartbus.server did not start: %r" % line)
         self.port = int(m.group(2))
+
+    def _read(self):
+        for line in self.proc.stdout:          # keeps the pipe drained
+            self.lines.put(line)
+        self.lines.put(None)
 
     def kill(self):
         """SIGKILL: the kernel closes the router's sockets, nothing else runs."""
