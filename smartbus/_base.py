@@ -3,6 +3,7 @@ defaults, flow and notify argument handling (JSON, CP936, limits)."""
 
 import json
 import math
+import os
 
 from smartbus._native import MAX_PARAM_BYTES, TEXT_ENCODING
 from smartbus.utils import LoggerMixin
@@ -58,6 +59,25 @@ def encode_json(value, name):
         raise ValueError("%s is %d bytes as JSON, the limit is %d"
                          % (name, len(data), MAX_PARAM_BYTES))
     return data
+
+
+#: where IPC clients find the server unless told otherwise
+DEFAULT_IPC_PATH = "/tmp/smartbus_ipc"
+_MAX_UNIX_PATH = 107                # sun_path holds 108 bytes with the NUL
+
+
+def check_ipc_path(ipc_path):
+    """``ipc_path`` (None or a non-empty str); the path actually used (the
+    argument, else $SMARTBUS_IPC_PATH, else the default) must fit a Unix
+    socket address."""
+    if ipc_path is not None and (not isinstance(ipc_path, str) or not ipc_path):
+        raise ValueError("ipc_path must be a non-empty str or None")
+    path = ipc_path or os.environ.get("SMARTBUS_IPC_PATH") or DEFAULT_IPC_PATH
+    n = len(os.fsencode(path))
+    if n > _MAX_UNIX_PATH:
+        raise ValueError("IPC socket path %r is %d bytes, the limit is %d"
+                         % (path, n, _MAX_UNIX_PATH))
+    return ipc_path
 
 
 def seconds_to_ms(value, name):

@@ -358,13 +358,12 @@ cdef class ClientBase:
         with nogil:
             smartbus_client_free(c)
 
-    @property
-    def closed(self):
+    # methods, not properties: subclasses may use these names for attributes
+    def is_closed(self):
         """True once the client has been closed."""
         return self._c == NULL
 
-    @property
-    def connected(self):
+    def is_connected(self):
         """True while at least one link to the server is registered."""
         return self._c != NULL and smartbus_client_connected(self._c) != 0
 

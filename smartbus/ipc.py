@@ -9,7 +9,7 @@ unit id is the server's, learnt when it registers.
 import threading
 
 from smartbus import _native
-from smartbus._base import ClientFace, check_int
+from smartbus._base import ClientFace, check_int, check_ipc_path
 from smartbus.errors import AlreadyExistsError, NotInitializedError
 from smartbus.version import __version__
 
@@ -33,8 +33,7 @@ class Client(_native.ClientBase, ClientFace):
                                          "(use Client.get(), or dispose() it first)")
             client_id = check_int(client_id, "client_id", 0, 255)
             client_type = check_int(client_type, "client_type", 2, 255)
-            if ipc_path is not None and (not isinstance(ipc_path, str) or not ipc_path):
-                raise ValueError("ipc_path must be a non-empty str or None")
+            ipc_path = check_ipc_path(ipc_path)
             if event_executor is not None and not hasattr(event_executor, "submit"):
                 raise TypeError("event_executor must be a concurrent.futures.Executor")
             if not info:

@@ -18,6 +18,7 @@ are in docs/router.md.
 """
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -100,8 +101,10 @@ def main(argv=None):
     ap.add_argument("--unit-id", type=int, default=0, help="this server's unit id, 0..15")
     ap.add_argument("--user", help="require this user name in registrations")
     ap.add_argument("--password", help="require this password in registrations")
-    ap.add_argument("--ipc-path", default=DEFAULT_IPC_PATH,
-                    help="Unix socket for IPC clients (default %s)" % DEFAULT_IPC_PATH)
+    default_ipc = os.environ.get("SMARTBUS_IPC_PATH") or DEFAULT_IPC_PATH
+    ap.add_argument("--ipc-path", default=default_ipc,
+                    help="Unix socket for IPC clients (default: $SMARTBUS_IPC_PATH, else %s;"
+                         " now %s)" % (DEFAULT_IPC_PATH, default_ipc))
     ap.add_argument("--no-ipc", action="store_true", help="no IPC (Unix socket) listener")
     args = ap.parse_args(argv)
     if not 0 <= args.unit_id <= 15:

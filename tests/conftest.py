@@ -15,6 +15,9 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+#: the shared protocol specs and vectors, beside the checkout
+SHARED = os.environ.get("SMARTBUS_SHARED") or os.path.join(os.path.dirname(ROOT), "shared")
+VECTORS = os.path.join(SHARED, "protocol", "vectors")
 #: the unit id of the pytest process itself (NET units are one per process)
 TEST_UNIT = 40
 

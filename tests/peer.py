@@ -11,7 +11,9 @@ on stdin and answers one JSON line on stdout:
     {"op": "expect", "count": N, "timeout": 30}      # checks contents and order
     {"op": "send_raw", "cmd": 1, "cmd_type": 3, "dst": [unit, client, type], "data": "hex"}
     {"op": "ping", "dst": [unit, client, type], "data": "hex"}
-    {"op": "events"}                                  # connect/global/... seen so far
+    {"op": "events"}                                  # connect/global/flow_... seen so far
+    {"op": "launch_flow", "args": [unit, process, project, flow, mode, timeout, params]}
+    {"op": "notify", "args": [unit, process, project, title, mode, expires, txt]}
     {"op": "quit"}
 
 Payload i of a run is ``payload(i, max_size)``: its size and contents depend
@@ -85,6 +87,18 @@ class Peer:
                 if kind == "ipc":
                     peer.record("global", *args)
 
+            def on_flow_ack(self, head, project_id, invoke_id, code, msg):
+                peer.record("flow_ack", project_id, invoke_id, code, msg, head is not None)
+
+            def on_flow_resp(self, head, project_id, invoke_id, params):
+                peer.record("flow_resp", project_id, invoke_id, params, head is not None)
+
+            def on_flow_timeout(self, head, project_id, invoke_id):
+                peer.record("flow_timeout", project_id, invoke_id, head is not None)
+
+            def on_flow_error(self, head, project_id, invoke_id, code):
+                peer.record("flow_error", project_id, invoke_id, code, head is not None)
+
         if kind == "net":
             c = PeerClient.create(cmd.get("client_id", 1), cmd.get("client_type", 11),
                                   "127.0.0.1", cmd["port"], user=cmd.get("user"),
@@ -155,6 +169,10 @@ class Peer:
             unit, client, ctype = cmd["dst"]
             self.client.ping(unit, client, ctype, bytes.fromhex(cmd.get("data", "")))
             return {"ok": True}
+        if op == "launch_flow":
+            return {"ok": True, "id": self.client.launch_flow(*cmd["args"])}
+        if op == "notify":
+            return {"ok": True, "id": self.client.notify(*cmd["args"])}
         if op == "received":
             with self.lock:
                 return {"ok": True, "data": [[c, ct, su, sc, dl, d.hex()]

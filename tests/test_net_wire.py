@@ -14,9 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
-
-VECTORS = os.path.join(os.path.dirname(ROOT), "shared", "protocol", "vectors")
+from conftest import VECTORS
 BUILD = "sdk-x64-2015"          # our client sends the A/B layouts (NET.md §5.1)
 
 

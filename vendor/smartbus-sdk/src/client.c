@@ -15,7 +15,7 @@
  * - The sink's callback thread delivers events to the application.
  *
  * Link behaviour follows NET.md §5 and IPC.md §5: registration on every new
- * connection, heartbeats every 1 s (NET), liveness 14 s, reconnect after 2 s
+ * connection, heartbeats every 1 s (NET), liveness 14 s (NET), reconnect after 2 s
  * (immediately after losing a registered link), no retry after a refused
  * registration except -10, master and slave links at the same time.
  */
@@ -359,9 +359,12 @@ static void conn_connect_failed(smartbus_client *c, sb_conn *k, int64_t now, sb_
     k->next_connect_at = now + RECONNECT_MS;
     if (!k->fail_reported) {
         k->fail_reported = 1;
-        emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index,
-                   c->kind == SMARTBUS_KIND_IPC ? c->ipc_path : k->host,
-                   c->kind == SMARTBUS_KIND_IPC ? 0 : k->port, strerror(err));
+        if (c->kind == SMARTBUS_KIND_IPC)
+            emit_trace(w, c, 1, "link %d: cannot connect to %s: %s", k->index, c->ipc_path,
+                       strerror(err));
+        else
+            emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index, k->host,
+                       k->port, strerror(err));
         emit_simple(w, c, SMARTBUS_EV_CONNECT, SMARTBUS_ERR_ESTABLI_CONNECT, sb_load(&c->ap_unit));
     }
 }
@@ -739,7 +742,9 @@ static void conn_timers(smartbus_client *c, sb_conn *k, int64_t now, int *timeou
         break;
     case CONN_OPEN:
     case CONN_REGISTERED:
-        if (k->state == CONN_REGISTERED) {
+        /* liveness: NET only; an idle IPC server sends nothing and the IPC
+         * client learns of a lost server from the socket (IPC.md §5.5) */
+        if (k->state == CONN_REGISTERED && c->kind == SMARTBUS_KIND_NET) {
             if (paused) k->last_rx_at = now;   /* we are not reading: not the server's fault */
             if (now - k->last_rx_at > LIVENESS_MS) {
                 conn_broken(c, k, now, w, "no data from the server for 14 s");
@@ -754,7 +759,7 @@ static void conn_timers(smartbus_client *c, sb_conn *k, int64_t now, int *timeou
             }
             due = k->next_heartbeat_at;
         }
-        if (k->state == CONN_REGISTERED) {
+        if (k->state == CONN_REGISTERED && c->kind == SMARTBUS_KIND_NET) {
             int64_t live = k->last_rx_at + LIVENESS_MS + 1;
             if (due < 0 || live < due) due = live;
         }

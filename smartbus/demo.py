@@ -1,0 +1,126 @@
+"""``python -m smartbus.demo``: a SmartBus on this machine, in one process.
+
+Starts the bundled router, connects a NET client (unit 20) and an IPC
+client (attached at the router's unit 0), and shows them seeing each other
+arrive, exchanging data and pinging each other.  Prints what happens.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+from smartbus import ipc, net
+from smartbus.server import Server
+
+CMD_TYPE_USER = 3
+_print_lock = threading.Lock()
+
+
+def say(who, text):
+    with _print_lock:             # handlers of both clients print concurrently
+        print("%-6s %s" % (who, text), flush=True)
+
+
+class Alice(net.Client):
+    """A NET client: TCP to the router."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connected = threading.Event()
+        self.got = threading.Event()
+        self.pinged = threading.Event()
+
+    def on_connect(self):
+        say("alice", "registered (NET unit %d, client %d), access point unit %d"
+            % (self.unit_id, self.client_id, self.access_unit_id))
+        self.connected.set()
+
+    def on_data(self, head, data):
+        if head.cmd == 8:        # a ping answer, sent by the peer's library
+            say("alice", "ping answered by unit %d client %d: %r"
+                % (head.src_unit_id, head.src_unit_client_id, data))
+            self.pinged.set()
+        else:
+            say("alice", "got %r (cmd %d) from unit %d client %d"
+                % (data, head.cmd, head.src_unit_id, head.src_unit_client_id))
+            self.got.set()
+
+
+class Bob(ipc.Client):
+    """An IPC client: Unix socket to the router on this host."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connected = threading.Event()
+        self.got = threading.Event()
+
+    def on_connect(self):
+        say("bob", "registered (IPC, unit %d learnt from the router, client %d)"
+            % (self.unit_id, self.client_id))
+        self.connected.set()
+
+    def on_global_connect_state_changed(self, unit_id, client_id, client_type, access_unit_id,
+                                        status_code, info):
+        state = {0: "left", 1: "arrived", 2: "is already here"}.get(status_code, status_code)
+        say("bob", "bus: unit %d client %d (type %d, %r) %s"
+            % (unit_id, client_id, client_type, info, state))
+
+    def on_data(self, head, data):
+        if head.cmd == 7:
+            say("bob", "pinged by unit %d (my library answers by itself)" % head.src_unit_id)
+            return
+        say("bob", "got %r (cmd %d) from unit %d client %d; answering"
+            % (data, head.cmd, head.src_unit_id, head.src_unit_client_id))
+        self.send_data(2, CMD_TYPE_USER, head.src_unit_id, head.src_unit_client_id,
+                       head.src_unit_client_type, b"hello alice, this is bob")
+        self.got.set()
+
+
+def wait(event, what, timeout=5.0):
+    if not event.wait(timeout):
+        raise SystemExit("demo: %s did not happen within %s s" % (what, timeout))
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="smartbus-demo")
+    ipc_path = os.path.join(tmp, "ipc")
+    try:
+        with Server(host="127.0.0.1", port=0, unit_id=0, ipc_path=ipc_path) as server:
+            say("router", "listening on 127.0.0.1:%d and %s (unit 0)" % (server.port, ipc_path))
+            bob = Bob.create(10, 3, info="bob (IPC)", ipc_path=ipc_path)
+            bob.activate()
+            wait(bob.connected, "bob's registration")
+
+            net.Client.initialize(20)
+            alice = Alice.create(1, 11, "127.0.0.1", server.port, info="alice (NET)")
+            alice.activate()
+            wait(alice.connected, "alice's registration")
+
+            say("alice", "sending to unit 0 client 10")
+            alice.send_data(1, CMD_TYPE_USER, 0, 10, 3, b"hello bob, this is alice")
+            wait(bob.got, "bob receiving")
+            wait(alice.got, "alice receiving the answer")
+
+            t0 = time.perf_counter()
+            alice.ping(0, 10, 3, b"are you there?")
+            wait(alice.pinged, "the ping answer")
+            say("alice", "ping round trip %.3f ms" % ((time.perf_counter() - t0) * 1000))
+
+            alice.dispose()
+            time.sleep(0.2)              # let bob hear that alice left
+            net.Client.release()
+            bob.dispose()
+            stats = server.stats()
+            say("router", "routed %d messages, %d clients registered in all"
+                % (stats["routed_msgs"], stats["registered"]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    say("demo", "done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

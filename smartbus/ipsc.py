@@ -1,0 +1,423 @@
+"""A stand-in for an IPSC flow-engine process: serve flows and notifications
+from Python, so that flow-calling code can be developed and tested without
+an IPSC (and flow-like requests can be served by Python code).
+
+    from smartbus.ipsc import FlowServer
+
+    fs = FlowServer(process_index=1)          # ipc_path as for smartbus.ipc.Client
+
+    @fs.flow("proj1", "add")
+    def add(*params):                         # the JSON array sent by launch_flow
+        return [sum(params)]                  # a list: the flow's return values
+
+    @fs.notification(project_id="proj1")      # filters optional: project_id, title
+    def got(project_id, title, mode, expires, text):
+        print(title, text)
+
+    with fs:                                  # start(); stop() on exit
+        fs.wait_connected(5)
+        ...         # callers: launch_flow(<router unit>, 1, "proj1", "add", mode, timeout, [1, 2])
+
+How it attaches: an IPC connection to the local router (the ``ipc_path``
+keyword, else ``$SMARTBUS_IPC_PATH``, else ``/tmp/smartbus_ipc``) as client
+type 2 (IPSC) with client id ``process_index``, at the router's unit id.  A
+caller therefore uses ``launch_flow(<router unit>, process_index, ...)``.
+It is a connection of its own, beside any ``smartbus.ipc.Client`` of the
+process; since every IPC client of a router has the router's unit id, its
+``process_index`` must differ from the client ids of the other IPC clients
+of that router (a duplicate is refused with -10 and retried).
+
+What it answers (decided semantics):
+
+* Every flow invoke (cmd 11) is acknowledged at once (flow ack, cmd 13,
+  code 1, message "ok"), before the handler runs.  For modes 0 and 2 the
+  list the handler returns is sent as the flow result (cmd 12): JSON text in
+  CP936, at most 32 KiB.  For mode 1 the handler runs and nothing more is
+  sent.
+* Unknown project/flow: a single flow ack with code -23
+  (SMARTBUS_ERR_DEST_NONEXIST) and message ``unknown flow 'proj/flow'``.
+* Parameters that are not a JSON array: a single flow ack with code -1
+  (SMARTBUS_ERR_ARGUMENT) and a message saying why.
+* A handler that raises, returns something other than a list or tuple, or
+  returns values that cannot be sent as JSON: after the prompt ack 1, a
+  second flow ack with code -99 (SMARTBUS_ERR_OTHER) and message
+  ``ExcType: text``, and no result.  Our clients turn it into
+  ``on_flow_error(head, project_id, invoke_id, -99)`` and log the message;
+  a vendor client ignores a second ack and reports a timeout.
+* A handler slower than the caller's timeout: the caller sees
+  ``on_flow_timeout``; the late result is ignored by the caller.
+* While stopping, new invokes get a single ack -99 ``flow server is
+  stopping``.
+
+Handlers (flows and notifications) run in a worker pool
+(``concurrent.futures.ThreadPoolExecutor`` of ``max_workers`` threads), so a
+slow flow blocks neither the acks nor other flows.  Notifications (cmd 15)
+go to every handler whose filters match, with ``project_id`` and ``title``
+as str (decoded from CP936), ``mode`` (int), ``expires`` in seconds (float)
+and ``text`` (str, CP936).  A notification handler's exception is logged.
+
+``start(timeout=None)`` connects in the background (with a timeout: waits
+for the registration, else TimeoutError); ``wait_connected(timeout)`` and
+``connected`` tell whether it is registered.  ``stop(timeout=5.0)`` refuses
+new requests, waits (at most ``timeout`` seconds) for the running handlers
+and for their answers to leave, then closes the connection and its event
+sink; a stopped FlowServer is not started again (make a new one).
+"""
+
+import concurrent.futures
+import json
+import struct
+import threading
+import time
+
+from smartbus import _native
+from smartbus._base import check_int, check_ipc_path, encode_json
+from smartbus.errors import (SMARTBUS_ERR_ARGUMENT, SMARTBUS_ERR_DEST_NONEXIST, SMARTBUS_ERR_OTHER,
+                             SmartBusError)
+from smartbus.utils import LoggerMixin
+from smartbus.version import __version__
+
+__all__ = ["FlowServer", "IPSC_CLIENT_TYPE"]
+
+#: the client type of an IPSC process on the bus
+IPSC_CLIENT_TYPE = 2
+
+_CMDTYPE_SYSTEM = 1
+_CMD_INVOKE = 11
+_CMD_NOTIFY = 15
+_ACK_OK = 1
+_HEAD = struct.Struct("<HBBBBBBBBHii")
+_HEAD_FLAG = 0x5B15
+_TEXT = _native.TEXT_ENCODING
+
+
+def _decode(head, data):
+    """The invoke / notify fields of a received packet, decoded by the SDK's
+    codec (raises ValueError for a malformed payload)."""
+    raw = _HEAD.pack(_HEAD_FLAG, head.cmd, head.cmd_type, head.src_unit_client_type,
+                     head.src_unit_id, head.src_unit_client_id, head.dst_unit_client_type,
+                     head.dst_unit_id, head.dst_unit_client_id, 0, 20 + len(data), len(data))
+    return _native.decode_packet(raw + data)
+
+
+def _text(b):
+    return b.decode(_TEXT, "replace")
+
+
+def _id_text(value, name):
+    if not isinstance(value, str):
+        raise TypeError("%s must be a str, not %s" % (name, type(value).__name__))
+    try:
+        n = len(value.encode(_TEXT))
+    except UnicodeEncodeError as exc:
+        raise ValueError("%s cannot be encoded in %s: %s" % (name, _TEXT, exc)) from None
+    if not 0 < n <= 31:
+        raise ValueError("%s must be 1..31 bytes in %s, got %d" % (name, _TEXT, n))
+    return value
+
+
+def _describe(exc):
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+class _Link(_native.ClientBase):
+    """The IPC connection of a FlowServer; the SDK's event sink calls these
+    handlers on its callback thread."""
+
+    def __init__(self, server):
+        self._server = server
+
+    def on_data(self, head, data):
+        self._server._on_packet(head, data)
+
+    def on_connect(self):
+        self._server._on_connect(True)
+
+    def on_connect_fail(self, error_code):
+        self._server._on_connect_fail(error_code)
+
+    def on_disconnect(self):
+        self._server._on_connect(False)
+
+    def on_global_connect_state_changed(self, *args):
+        pass
+
+    def on_flow_ack(self, *args):
+        pass
+
+    on_flow_resp = on_flow_timeout = on_flow_error = on_flow_ack
+
+
+class FlowServer(LoggerMixin):
+    """Serves flows and notifications as IPSC process ``process_index``
+    (0..255) of the local router.  See the module documentation."""
+
+    def __init__(self, process_index=0, ipc_path=None, max_workers=8, user=None, password=None,
+                 info=None):
+        self._process_index = check_int(process_index, "process_index", 0, 255)
+        self._ipc_path = check_ipc_path(ipc_path)
+        self._max_workers = check_int(max_workers, "max_workers", 1, 1024)
+        self._user, self._password = user, password
+        self._info = info or "smartbus.ipsc.FlowServer %s" % __version__
+        self._flows = {}                 # (project_id, flow_id) -> handler
+        self._notifications = []         # (project_id or None, title or None, handler)
+        self._lock = threading.Lock()
+        self._running = set()            # futures of handlers not finished
+        self._link = None
+        self._sink = None
+        self._pool = None
+        self._stopping = False
+        self._connected = threading.Event()
+
+    # ---- registration of handlers ------------------------------------------
+
+    def flow(self, project_id, flow_id):
+        """Decorator: ``handler(*params)`` serves flow ``flow_id`` of project
+        ``project_id`` and returns a list (the flow's return values)."""
+        key = (_id_text(project_id, "project_id"), _id_text(flow_id, "flow_id"))
+
+        def register(fn):
+            self.add_flow(key[0], key[1], fn)
+            return fn
+        return register
+
+    def add_flow(self, project_id, flow_id, handler):
+        """Registers (or replaces) the handler of a flow."""
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        key = (_id_text(project_id, "project_id"), _id_text(flow_id, "flow_id"))
+        with self._lock:
+            self._flows[key] = handler
+
+    def remove_flow(self, project_id, flow_id):
+        """Unregisters a flow (KeyError if it was not registered)."""
+        with self._lock:
+            del self._flows[(project_id, flow_id)]
+
+    def notification(self, project_id=None, title=None):
+        """Decorator: ``handler(project_id, title, mode, expires, text)`` gets
+        the notifications that match the given filters (None: any)."""
+        def register(fn):
+            self.add_notification(fn, project_id, title)
+            return fn
+        return register
+
+    def add_notification(self, handler, project_id=None, title=None):
+        """Registers a notification handler with optional filters."""
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        with self._lock:
+            self._notifications.append((project_id, title, handler))
+
+    # ---- life cycle ------------------------------------------------------------
+
+    @property
+    def process_index(self):
+        return self._process_index
+
+    @property
+    def connected(self):
+        """True while registered with the router."""
+        link = self._link
+        return link is not None and link.connected
+
+    @property
+    def unit_id(self):
+        """The router's unit id (learnt at registration), or None."""
+        link = self._link
+        return None if link is None else link.access_unit_id
+
+    def start(self, timeout=None):
+        """Connects in the background and returns self.  With ``timeout``
+        (seconds), waits for the registration and raises TimeoutError if it
+        does not happen in time."""
+        with self._lock:
+            if self._link is None:
+                if self._stopping:
+                    raise RuntimeError("the flow server was stopped")
+                sink = _native.EventSink()
+                link = _Link(self)
+                try:
+                    link._open(sink, _native.KIND_IPC, 0, self._process_index, IPSC_CLIENT_TYPE,
+                               ipc_path=self._ipc_path, user=self._user,
+                               password=self._password, info=self._info)
+                except BaseException:
+                    sink.close()
+                    raise
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self._max_workers, thread_name_prefix="smartbus-flow")
+                self._sink, self._link = sink, link
+                link._activate()
+        if timeout is not None and not self.wait_connected(timeout):
+            raise TimeoutError("flow server %d: not registered with the router at %s within %s s"
+                               % (self._process_index, self._ipc_path or "the default IPC path",
+                                  timeout))
+        return self
+
+    def wait_connected(self, timeout=5.0):
+        """Waits until registered with the router; returns True if so."""
+        return self._connected.wait(timeout)
+
+    def stop(self, timeout=5.0):
+        """Refuses new requests, waits at most ``timeout`` seconds for the
+        running handlers, then closes the connection (idempotent)."""
+        with self._lock:
+            self._stopping = True
+            running = list(self._running)
+        me = threading.current_thread()
+        if running and not me.name.startswith("smartbus-flow"):
+            done, left = concurrent.futures.wait(running, timeout)
+            if left:
+                self.logger.warning("flow server %d: %d handler(s) still running after %s s",
+                                    self._process_index, len(left), timeout)
+        with self._lock:
+            link, sink, pool = self._link, self._sink, self._pool
+            self._link = self._sink = self._pool = None
+        if link is not None:
+            # let the I/O thread take the last answers before the link closes
+            deadline = time.monotonic() + 1.0
+            while link.connected and link.stats()["queued_msgs"] and time.monotonic() < deadline:
+                time.sleep(0.002)
+            link._close()
+        if sink is not None:
+            sink.close()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._connected.clear()
+
+    close = stop
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return "<smartbus.ipsc.FlowServer process %d, %d flow(s)%s>" % (
+            self._process_index, len(self._flows), ", connected" if self.connected else "")
+
+    # ---- events (SDK callback thread) ----------------------------------------------
+
+    def _on_connect(self, up):
+        if up:
+            self.logger.info("flow server %d registered (unit %s)", self._process_index,
+                             self.unit_id)
+            self._connected.set()
+        else:
+            self.logger.info("flow server %d: connection lost", self._process_index)
+            self._connected.clear()
+
+    def _on_connect_fail(self, error_code):
+        self.logger.warning("flow server %d: cannot register with the router (%d)",
+                            self._process_index, error_code)
+
+    def _on_packet(self, head, data):
+        if head.cmd_type != _CMDTYPE_SYSTEM or head.cmd not in (_CMD_INVOKE, _CMD_NOTIFY):
+            return                          # pings and application data: not ours
+        try:
+            d = _decode(head, data)
+        except ValueError as exc:
+            self.logger.warning("flow server %d: malformed packet from %d/%d/%d: %s",
+                                self._process_index, head.src_unit_client_type,
+                                head.src_unit_id, head.src_unit_client_id, exc)
+            return
+        if head.cmd == _CMD_INVOKE:
+            self._on_invoke(head, d)
+        else:
+            self._on_notify(d)
+
+    def _reply(self, head, project, invoke_id, result, code, text):
+        """Sends a flow ack (result False) or result to the invoker; a
+        connection gone meanwhile is logged, not raised."""
+        link = self._link
+        if isinstance(text, str):
+            text = text.encode(_TEXT, "replace")
+        try:
+            if link is None:
+                raise RuntimeError("the flow server is stopped")
+            link._flow_reply(result, head.src_unit_id, head.src_unit_client_id,
+                             head.src_unit_client_type, project, invoke_id, code, text)
+        except (SmartBusError, RuntimeError) as exc:
+            self.logger.warning("flow server %d: cannot answer invoke %d of %d/%d/%d: %s",
+                                self._process_index, invoke_id, head.src_unit_client_type,
+                                head.src_unit_id, head.src_unit_client_id, exc)
+
+    def _on_invoke(self, head, d):
+        project_b, invoke_id, mode = d["project_id"], d["invoke_id"], d["mode"]
+        project, flow = _text(project_b), _text(d["flow_id"])
+        with self._lock:
+            handler = self._flows.get((project, flow))
+            stopping = self._stopping
+        if stopping:
+            self._reply(head, project_b, invoke_id, False, SMARTBUS_ERR_OTHER,
+                        "flow server is stopping")
+            return
+        if handler is None:
+            self._reply(head, project_b, invoke_id, False, SMARTBUS_ERR_DEST_NONEXIST,
+                        "unknown flow '%s/%s'" % (project, flow))
+            return
+        text = _text(d["params"])
+        try:
+            params = json.loads(text) if text.strip() else []
+            if not isinstance(params, list):
+                raise ValueError("a JSON %s" % type(params).__name__)
+        except ValueError as exc:
+            self._reply(head, project_b, invoke_id, False, SMARTBUS_ERR_ARGUMENT,
+                        "params are not a JSON array: %s" % exc)
+            return
+        self._reply(head, project_b, invoke_id, False, _ACK_OK, "ok")
+        self._submit(self._run_flow, head, project_b, project, flow, invoke_id, mode, handler,
+                     params)
+
+    def _submit(self, fn, *args):
+        with self._lock:
+            pool = self._pool
+            if pool is None:
+                return
+            try:
+                fut = pool.submit(fn, *args)
+            except RuntimeError:            # shut down meanwhile
+                return
+            self._running.add(fut)
+        fut.add_done_callback(self._done)
+
+    def _done(self, fut):
+        with self._lock:
+            self._running.discard(fut)
+
+    def _run_flow(self, head, project_b, project, flow, invoke_id, mode, handler, params):
+        try:
+            ret = handler(*params)
+            if not isinstance(ret, (list, tuple)):
+                raise TypeError("flow handler returned %s, not a list" % type(ret).__name__)
+            payload = encode_json(list(ret), "flow result") if mode != 1 else None
+        except BaseException as exc:
+            self.logger.error("flow %s/%s (invoke %d) failed: %s", project, flow, invoke_id,
+                              _describe(exc), exc_info=True)
+            self._reply(head, project_b, invoke_id, False, SMARTBUS_ERR_OTHER, _describe(exc))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if payload is not None:
+            self._reply(head, project_b, invoke_id, True, _ACK_OK, payload)
+
+    def _on_notify(self, d):
+        project, title = _text(d["project_id"]), _text(d["title"])
+        with self._lock:
+            if self._stopping:
+                return
+            handlers = [fn for p, t, fn in self._notifications
+                        if (p is None or p == project) and (t is None or t == title)]
+        if not handlers:
+            self.logger.debug("notification %s/%s: no handler", project, title)
+            return
+        args = (project, title, d["mode"], d["expires"] / 1000.0, _text(d["params"]))
+        for fn in handlers:
+            self._submit(self._run_notification, fn, args)
+
+    def _run_notification(self, fn, args):
+        try:
+            fn(*args)
+        except Exception:
+            self.logger.exception("notification handler %r failed", fn)
