@@ -2,7 +2,9 @@
 
 Starts the bundled router, connects a NET client (unit 20) and an IPC
 client (attached at the router's unit 0), and shows them seeing each other
-arrive, exchanging data and pinging each other.  Prints what happens.
+arrive, exchanging data and pinging each other; then a FlowServer stands in
+for IPSC process 1 and the NET client launches a flow on it.  Prints what
+happens.
 """
 
 import os
@@ -13,6 +15,7 @@ import threading
 import time
 
 from smartbus import ipc, net
+from smartbus.ipsc import FlowServer
 from smartbus.server import Server
 
 CMD_TYPE_USER = 3
@@ -32,6 +35,7 @@ class Alice(net.Client):
         self.connected = threading.Event()
         self.got = threading.Event()
         self.pinged = threading.Event()
+        self.flow_done = threading.Event()
 
     def on_connect(self):
         say("alice", "registered (NET unit %d, client %d), access point unit %d"
@@ -47,6 +51,21 @@ class Alice(net.Client):
             say("alice", "got %r (cmd %d) from unit %d client %d"
                 % (data, head.cmd, head.src_unit_id, head.src_unit_client_id))
             self.got.set()
+
+
+    def on_flow_ack(self, head, project_id, invoke_id, status_code, msg):
+        say("alice", "flow %s invoke %d acknowledged: %d %r"
+            % (project_id, invoke_id, status_code, msg))
+
+    def on_flow_resp(self, head, project_id, invoke_id, params):
+        say("alice", "flow %s invoke %d returned %r" % (project_id, invoke_id, params))
+        self.flow_done.set()
+
+    def on_flow_timeout(self, head, project_id, invoke_id):
+        say("alice", "flow %s invoke %d timed out" % (project_id, invoke_id))
+
+    def on_flow_error(self, head, project_id, invoke_id, error_code):
+        say("alice", "flow %s invoke %d failed: %d" % (project_id, invoke_id, error_code))
 
 
 class Bob(ipc.Client):
@@ -108,6 +127,18 @@ def main():
             alice.ping(0, 10, 3, b"are you there?")
             wait(alice.pinged, "the ping answer")
             say("alice", "ping round trip %.3f ms" % ((time.perf_counter() - t0) * 1000))
+
+            fs = FlowServer(process_index=1, ipc_path=ipc_path)
+
+            @fs.flow("demo", "greet")
+            def greet(name, count):
+                say("flows", "greet(%r, %r) running in the FlowServer" % (name, count))
+                return ["你好, %s" % name, count * 2]
+
+            with fs.start(timeout=5):
+                say("alice", "launching flow demo/greet on unit 0, IPSC process 1")
+                alice.launch_flow(0, 1, "demo", "greet", 0, 5.0, ["alice", 21])
+                wait(alice.flow_done, "the flow result")
 
             alice.dispose()
             time.sleep(0.2)              # let bob hear that alice left

@@ -68,7 +68,6 @@ import concurrent.futures
 import json
 import struct
 import threading
-import time
 
 from smartbus import _native
 from smartbus._base import check_int, check_ipc_path, encode_json
@@ -219,7 +218,7 @@ class FlowServer(LoggerMixin):
     def connected(self):
         """True while registered with the router."""
         link = self._link
-        return link is not None and link.connected
+        return link is not None and link.is_connected()
 
     @property
     def unit_id(self):
@@ -274,11 +273,7 @@ class FlowServer(LoggerMixin):
             link, sink, pool = self._link, self._sink, self._pool
             self._link = self._sink = self._pool = None
         if link is not None:
-            # let the I/O thread take the last answers before the link closes
-            deadline = time.monotonic() + 1.0
-            while link.connected and link.stats()["queued_msgs"] and time.monotonic() < deadline:
-                time.sleep(0.002)
-            link._close()
+            link._close()        # the SDK flushes the last answers first (bounded linger)
         if sink is not None:
             sink.close()
         if pool is not None:

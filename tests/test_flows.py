@@ -416,7 +416,7 @@ def test_stop_does_not_wait_forever(router):
     try:
         fs.start(timeout=5)
         c.activate()
-        assert wait_for(lambda: c.connected, 5)
+        assert wait_for(lambda: c.is_connected(), 5)
         c.notify(0, 3, "p", "t", 0, 1, "x")
         assert entered.wait(5)
         t0 = time.monotonic()

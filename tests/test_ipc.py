@@ -170,7 +170,7 @@ def test_unit_id_is_learnt_from_the_router(short_tmp, peers, ipc_recorder):
         assert c.unit_id is None and c.access_unit_id is None
         c.activate()
         assert wait_for(lambda: ipc_recorder.of("connect"), 5) == [(3,)]
-        assert c.unit_id == 3 and c.access_unit_id == 3 and c.connected
+        assert c.unit_id == 3 and c.access_unit_id == 3 and c.is_connected()
         net = start_net_peer(peers, srv, 17)
         c.send_data(4, 3, 17, 1, 11, b"from unit 3")
         data = wait_for(lambda: net.call(op="received")["data"], 5)
@@ -311,7 +311,7 @@ def test_idle_client_stays_connected(short_tmp, ipc_recorder):
         conn.send(register_ack(5))
         assert wait_for(lambda: ipc_recorder.of("connect"), 5)
         conn.expect_nothing(15.5)                 # not even a heartbeat
-        assert c.connected
+        assert c.is_connected()
         assert ipc_recorder.of("disconnect") == []
         with pytest.raises(TimeoutError):
             srv.accept(timeout=0.1)
@@ -373,7 +373,7 @@ def test_one_ipc_client_per_process_and_dispose_twice(router, ipc_recorder):
         c.send_data(1, 3, 0, 9, 3, b"x")
     assert e.value.code == -2
     c.activate()
-    assert wait_for(lambda: c.connected, 5)
+    assert wait_for(lambda: c.is_connected(), 5)
     # the checks of IPC.md §4.2
     for args, code in [((1, 3, 0, 7, 3, b"x"), -11),       # to itself
                        ((1, 3, 48, 1, 3, b"x"), -12),      # unit > 47
@@ -390,7 +390,7 @@ def test_one_ipc_client_per_process_and_dispose_twice(router, ipc_recorder):
     c.dispose()
     c.dispose()                                   # harmless
     Client.destroy()
-    assert c.closed
+    assert c.is_closed()
     with pytest.raises(NotInitializedError):
         Client.get()
     with pytest.raises(RuntimeError):
@@ -398,7 +398,7 @@ def test_one_ipc_client_per_process_and_dispose_twice(router, ipc_recorder):
     # a new one may be created afterwards
     c2 = ipc_recorder.cls.create(7, 3, ipc_path=router.ipc_path)
     c2.activate()
-    assert wait_for(lambda: c2.connected, 5)
+    assert wait_for(lambda: c2.is_connected(), 5)
     c2.dispose()
 
 
@@ -448,7 +448,7 @@ def test_stale_socket_replaced_and_live_one_kept(short_tmp, ipc_recorder):
     with Server(port=0, ipc_path=path):
         c = ipc_recorder.cls.create(7, 3, ipc_path=path)
         c.activate()
-        assert wait_for(lambda: c.connected, 5)
+        assert wait_for(lambda: c.is_connected(), 5)
         # a second server on the same path is refused; the first keeps serving
         with pytest.raises(OSError, match="in use"):
             Server(port=0, ipc_path=path)
@@ -456,7 +456,7 @@ def test_stale_socket_replaced_and_live_one_kept(short_tmp, ipc_recorder):
         c.dispose()
         c = ipc_recorder.cls.create(7, 3, ipc_path=path)
         c.activate()
-        assert wait_for(lambda: c.connected, 5)
+        assert wait_for(lambda: c.is_connected(), 5)
         c.dispose()
     assert not os.path.exists(path)               # removed by the server that made it
 

@@ -124,3 +124,26 @@ def test_client_in_this_process_talks_to_a_peer(router, net_lib, peers):
         assert "cmd=5" in repr(head)
     finally:
         c.dispose()
+
+
+def test_dispose_right_after_sending_loses_nothing(router, net_lib, peers):
+    """Closing flushes what was queued (bounded linger), like a socket's
+    close: 20,000 messages sent and the client disposed at once all arrive."""
+    import threading
+    p = start_peer(peers, router, 16)
+    ok = threading.Event()
+
+    class C(net_lib):
+        def on_connect(self):
+            ok.set()
+
+    c = C.create(12, 11, "127.0.0.1", router.port)
+    c.activate()
+    assert ok.wait(5)
+    for i in range(20000):
+        c.send_data(5, 3, 16, 1, 11, b"%05d" % i + b"x" * 1000)
+    c.dispose()
+    got = p.call(op="received", timeout=30)
+    assert wait_for(lambda: len(p.call(op="received")["data"]) == 20000, 15)
+    data = p.call(op="received")["data"]
+    assert [bytes.fromhex(d[5])[:5] for d in data] == [b"%05d" % i for i in range(20000)]

@@ -40,6 +40,7 @@
 #define LIVENESS_MS        14000
 #define FLOW_CHECK_MS      100
 #define CONNECT_TIMEOUT_MS 5000
+#define LINGER_MS          2000    /* close: time given to flush the send queue */
 #define READ_CHUNK         (256 * 1024)
 #define READS_PER_TURN     8
 #define DEFAULT_MAX_MSGS   100000
@@ -86,6 +87,7 @@ struct smartbus_client {
     int nconns;
     int active;                 /* link carrying application traffic, -1 none */
     int64_t next_flow_check;
+    int64_t linger_until;       /* closing: flush until then (0: not yet closing) */
     struct smartbus_client *next;
 
     /* shared */
@@ -748,7 +750,7 @@ static void conn_timers(smartbus_client *c, sb_conn *k, int64_t now, int *timeou
             if (paused) k->last_rx_at = now;   /* we are not reading: not the server's fault */
             if (now - k->last_rx_at > LIVENESS_MS) {
                 conn_broken(c, k, now, w, "no data from the server for 14 s");
-                return;
+                break;                 /* now waiting: its reconnect time is due below */
             }
         }
         if (c->kind == SMARTBUS_KIND_NET) {
@@ -818,6 +820,16 @@ static int pollset_add(pollset *ps, int fd, short events, smartbus_client *c, sb
     return 0;
 }
 
+/* A closing client stays while what the application queued is still being
+ * written to a registered link, for at most LINGER_MS: closing right after
+ * a send does not lose the send. */
+static int client_lingers(smartbus_client *c, int64_t now)
+{
+    if (c->linger_until == 0) c->linger_until = now + LINGER_MS;
+    if (now >= c->linger_until || sb_load(&c->registered) <= 0 || c->active < 0) return 0;
+    return sb_load(&c->sendq_msgs) > 0 || c->conns[c->active].wbuf.len > 0;
+}
+
 /* adopts new clients, lets go of closing ones; 1 when asked to stop */
 static int io_update_lists(void)
 {
@@ -839,7 +851,7 @@ static int io_update_lists(void)
     }
     for (smartbus_client **pp = &E.live; *pp;) {
         smartbus_client *c = *pp;
-        if (c->closing) {
+        if (c->closing && !client_lingers(c, now)) {
             *pp = c->next;
             client_close_links(c);
             c->detached = 1;
@@ -876,6 +888,10 @@ static void *io_thread(void *arg)
                 if (wait < timeout) timeout = wait < 0 ? 0 : wait;
             }
             client_pump(c, now, &w);
+            if (c->linger_until) {            /* closing: detach as soon as flushed */
+                int64_t left = client_lingers(c, now) ? c->linger_until - now : 0;
+                if (left < timeout) timeout = left < 0 ? 0 : (int)left;
+            }
             for (int i = 0; i < c->nconns; i++) {
                 sb_conn *k = &c->conns[i];
                 short ev = 0;
