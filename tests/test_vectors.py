@@ -17,8 +17,8 @@ packets.  Summary-only vectors (no bytes captured) are rebuilt from their
 fields: the size and head must match the capture.  One test per vector, plus
 one whose name carries the total count.
 
-The vector directory can be moved with SMARTBUS_VECTORS_DIR.  This test
-does not need the vendor library.
+The specs are found beside the checkout, or where SMARTBUS_SHARED points
+(tests/conftest.py).  This test does not need the vendor library.
 """
 
 import glob
@@ -31,9 +31,7 @@ import pytest
 from smartbus import _native
 from smartbus.errors import SMARTBUS_ERR_TIMEOUT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VECTORS_DIR = os.environ.get("SMARTBUS_VECTORS_DIR") or os.path.normpath(
-    os.path.join(ROOT, "..", "shared", "protocol", "vectors"))
+from conftest import VECTORS as VECTORS_DIR       # ../shared/protocol/vectors or $SMARTBUS_SHARED
 
 HEAD_KEYS = ("cmd", "cmdtype", "src_type", "src_unit", "src_client", "dst_type", "dst_unit",
              "dst_client", "packet_size", "datalen")
@@ -498,7 +496,8 @@ def check_case(name, index, schema, entry):
 
 if not CASES:
     def test_vectors_available():
-        pytest.skip("no vector files in %s (set SMARTBUS_VECTORS_DIR)" % VECTORS_DIR)
+        pytest.fail("no vector files in %s: the shared specs must be beside the checkout "
+                    "(or set SMARTBUS_SHARED)" % VECTORS_DIR)
 else:
     @pytest.mark.parametrize("name, index, schema, entry", CASES,
                              ids=["%s#%d" % (c[0], c[1]) for c in CASES])
