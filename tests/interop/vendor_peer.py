@@ -89,9 +89,11 @@ def head_dict(raw):
 
 
 def c_payload(data):
-    """A buffer for SendData/SendPing: never NULL (build C crashes on NULL
-    even for size 0) and NUL-terminated one byte past the payload (build C
-    copies the payload as a C string into its trace buffer)."""
+    """A buffer for SendData/SendPing: never NULL, since build C crashes on
+    NULL even for size 0 (NET.md §12 item 2).  It is NUL-terminated one byte
+    past the payload, but that cannot stop build C from reading past its own
+    heap copy of the packet when it copies the payload as a C string for its
+    trace (harmless without a sanitizer; see docs/protocol-notes.md)."""
     return ctypes.create_string_buffer(data, len(data) + 1)
 
 
