@@ -134,6 +134,37 @@ class ClientFace(LoggerMixin):
                             check_int(process_index, "process_index", 0, 255),
                             project, title, mode, expires_ms, data)
 
+    # ---- identity (set by the subclass's constructor) ----------------------------
+
+    @property
+    def client_id(self):
+        """This client's id, 0..255."""
+        return self._client_id
+
+    @property
+    def client_type(self):
+        """This client's type."""
+        return self._client_type
+
+    @property
+    def user(self):
+        return self._user
+
+    @property
+    def password(self):
+        return self._password
+
+    @property
+    def info(self):
+        """The additional info sent at registration."""
+        return self._info
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.dispose()
+
     # ---- event handlers (override) -------------------------------------------
 
     def on_connect(self):

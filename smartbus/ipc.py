@@ -108,33 +108,7 @@ class Client(_native.ClientBase, ClientFace):
         except Exception:
             pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.dispose()
-
     @property
     def unit_id(self):
         """The server's unit id, learnt at registration (None before)."""
         return self.access_unit_id
-
-    @property
-    def client_id(self):
-        return self._client_id
-
-    @property
-    def client_type(self):
-        return self._client_type
-
-    @property
-    def user(self):
-        return self._user
-
-    @property
-    def password(self):
-        return self._password
-
-    @property
-    def info(self):
-        return self._info

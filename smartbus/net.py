@@ -127,24 +127,10 @@ class Client(_native.ClientBase, ClientFace):
 
     close = dispose
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.dispose()
-
     @property
     def unit_id(self):
         """This process's unit id."""
         return Client._unit_id
-
-    @property
-    def client_id(self):
-        return self._client_id
-
-    @property
-    def client_type(self):
-        return self._client_type
 
     @property
     def master_ip(self):
@@ -161,15 +147,3 @@ class Client(_native.ClientBase, ClientFace):
     @property
     def slave_port(self):
         return self._slave_port
-
-    @property
-    def user(self):
-        return self._user
-
-    @property
-    def password(self):
-        return self._password
-
-    @property
-    def info(self):
-        return self._info

@@ -1,6 +1,7 @@
 """Shared fixtures: a real router on loopback, peer processes, the NET
 library initialised once for the test process (unit 40)."""
 
+import collections
 import json
 import os
 import queue
@@ -66,18 +67,19 @@ def net_lib():
     Client.release()
 
 
-class PeerProcess:
-    """A tests/peer.py process; ``call`` sends one command and waits for the answer."""
+class ScriptProcess:
+    """A Python script in its own process, driven by one JSON command per
+    line on stdin and answering one JSON line on stdout; ``call`` sends a
+    command and waits (bounded) for the answer."""
 
-    def __init__(self, env=None):
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env.update(env or {})
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "peer.py")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=full_env, text=True)
+    name = "process"
+
+    def __init__(self, script, env):
+        self.proc = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                     text=True)
         self.replies = queue.Queue()
-        self.stderr = []
+        self.stderr = collections.deque(maxlen=500)
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_err, daemon=True).start()
 
@@ -91,30 +93,54 @@ class PeerProcess:
             self.stderr.append(line)
 
     def call(self, timeout=30, **cmd):
+        if self.proc.poll() is not None:
+            raise AssertionError("%s exited (code %s) before %r; stderr:\n%s"
+                                 % (self.name, self.proc.returncode, cmd.get("op"),
+                                    "".join(self.stderr)))
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
         try:
             reply = self.replies.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError("peer did not answer %r within %s s; stderr:\n%s"
-                                 % (cmd, timeout, "".join(self.stderr))) from None
+            raise AssertionError("%s did not answer %r within %s s; stderr:\n%s"
+                                 % (self.name, cmd, timeout, "".join(self.stderr))) from None
         if reply is None:
-            raise AssertionError("peer exited (code %s) on %r; stderr:\n%s"
-                                 % (self.proc.wait(), cmd, "".join(self.stderr)))
+            raise AssertionError("%s exited (code %s) on %r; stderr:\n%s"
+                                 % (self.name, self.proc.wait(), cmd, "".join(self.stderr)))
         return reply
 
+    def quit(self, timeout=10):
+        """Asks the script to quit; kills it if it does not exit in time.
+        Returns True when it exited by itself."""
+        if self.proc.poll() is not None:
+            return True
+        try:
+            self.call(op="quit", timeout=timeout)
+        except (AssertionError, OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return False
+
+
+class PeerProcess(ScriptProcess):
+    """tests/peer.py: a smartbus client in its own process."""
+
+    name = "peer"
+
+    def __init__(self, env=None):
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+        full_env.update(env or {})
+        super().__init__(os.path.join(HERE, "peer.py"), full_env)
+
     def close(self, timeout=10):
-        if self.proc.poll() is None:
-            try:
-                self.call(op="quit", timeout=timeout)
-            except (AssertionError, OSError, ValueError):
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError("peer did not exit within %s s" % timeout)
+        if not self.quit(timeout):
+            raise AssertionError("peer did not exit within %s s" % timeout)
         return self.proc.returncode
 
 

@@ -10,8 +10,6 @@ the reason.  On Linux x86-64 a missing package is an error, not a skip, so
 that CI cannot pass without running the suite.
 """
 
-import collections
-import json
 import os
 import platform
 import queue
@@ -19,9 +17,10 @@ import re
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
+
+from conftest import ScriptProcess, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -74,16 +73,6 @@ def vendor_lib():
     return path
 
 
-def wait_for(predicate, timeout=5.0, interval=0.01):
-    """Polls ``predicate`` until it returns something true; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 # ---- the vendor client process ---------------------------------------------------
 
 def vendor_env():
@@ -103,29 +92,16 @@ def vendor_env():
     return env
 
 
-class VendorProcess:
+class VendorProcess(ScriptProcess):
     """tests/interop/vendor_peer.py: one vendor client in its own process."""
 
+    name = "vendor process"
+
     def __init__(self, lib):
+        super().__init__(os.path.join(HERE, "vendor_peer.py"), vendor_env())
         self.lib = lib
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "vendor_peer.py")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=vendor_env())
-        self.replies = queue.Queue()
-        self.stderr = collections.deque(maxlen=200)
         self.events = []                    # every event seen so far
         self.closed = False
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.replies.put(json.loads(line))
-        self.replies.put(None)
-
-    def _read_err(self):
-        for line in self.proc.stderr:
-            self.stderr.append(line)
 
     def diagnostics(self):
         try:
@@ -136,20 +112,7 @@ class VendorProcess:
             "\n  ".join(trace), "  ".join(self.stderr))
 
     def call(self, timeout=20, **cmd):
-        if self.proc.poll() is not None:
-            raise AssertionError("vendor process exited (code %s) before %r; stderr:\n%s"
-                                 % (self.proc.returncode, cmd.get("op"), "".join(self.stderr)))
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        try:
-            reply = self.replies.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("vendor process did not answer %r within %s s; stderr:\n%s"
-                                 % (cmd.get("op"), timeout, "".join(self.stderr))) from None
-        if reply is None:
-            raise AssertionError("vendor process exited (code %s) on %r; stderr:\n%s"
-                                 % (self.proc.wait(), cmd.get("op"), "".join(self.stderr)))
-        return reply
+        return super().call(timeout, **cmd)
 
     def start(self, port, unit=20, client_id=5, client_type=11, user=None, password=None,
               info="vendor-client"):
@@ -196,15 +159,10 @@ class VendorProcess:
         if self.proc.poll() is None and not self.closed:
             try:
                 self.poll()
-                self.closed = True
-                self.call(op="quit", timeout=timeout)
             except (AssertionError, OSError, ValueError):
                 pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.closed = True
+            self.quit(timeout)
         return self.proc.returncode
 
     def kill(self):
