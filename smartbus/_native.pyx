@@ -87,12 +87,13 @@ cdef extern from *:
     void sbpy_gil_release() nogil
     void sbpy_gil_end(int exiting) nogil
 
-# how long closing a sink waits for a handler that is still running
-DEF SINK_CLOSE_TIMEOUT_MS = 5000
-# send_data / ping keep the GIL for payloads up to this size (a lock and a
-# memcpy take less than releasing and taking the GIL); larger payloads, and
-# any send that finds the client's lock busy, release it
-DEF GIL_KEEP_MAX_BYTES = 16384
+cdef enum:
+    # how long closing a sink waits for a handler that is still running
+    SINK_CLOSE_TIMEOUT_MS = 5000
+    # send_data / ping keep the GIL for payloads up to this size (a lock and
+    # a memcpy take less than releasing and taking the GIL); larger payloads,
+    # and any send that finds the client's lock busy, release it
+    GIL_KEEP_MAX_BYTES = 16384
 
 KIND_NET = SMARTBUS_KIND_NET
 KIND_IPC = SMARTBUS_KIND_IPC
@@ -161,7 +162,6 @@ cdef class Head:
 
 
 cdef inline void _fill_head(Head h, const unsigned char *p):
-    cdef sbw_head hd
     # fields as received, without validation (this is a view, not a parser)
     h.cmd = p[2]
     h.cmd_type = p[3]
@@ -800,8 +800,8 @@ def decode_packet(data):
     cdef sbw_invoke inv
     cdef sbw_flow_reply fr
     cdef sbw_notify nt
-    cdef int ap, rc
-    cdef int32_t result
+    cdef int ap = 0, rc
+    cdef int32_t result = 0
     raw = bytes(data)
     mv = raw
     n = len(raw)
