@@ -54,8 +54,9 @@ class Proc:
         full_env.update(env or {})
         self.prefix = prefix
         self.argv = argv
+        self.err = tempfile.TemporaryFile(mode="w+")     # kept for the error message
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, env=full_env, text=True, bufsize=1)
+                                  stderr=self.err, env=full_env, text=True, bufsize=1)
         self.first = self.read()
         if not self.first.get("ok"):
             raise RuntimeError("%s did not start: %r" % (argv[:3], self.first))
@@ -65,7 +66,9 @@ class Proc:
         while True:
             line = self.p.stdout.readline()
             if not line:
-                raise RuntimeError("%s exited (%s)" % (self.argv[:3], self.p.poll()))
+                self.err.seek(0)
+                last = (self.err.read().strip().splitlines() or [""])[-1]
+                raise RuntimeError("%s exited (%s): %s" % (self.argv[2:3], self.p.wait(), last))
             if self.prefix and not line.startswith(self.prefix):
                 continue
             return json.loads(line[len(self.prefix):] if self.prefix else line)

@@ -309,6 +309,10 @@ class VendorRole:
     def __init__(self, args):
         import logging
         logging.disable(logging.CRITICAL)        # the package logs every call at debug
+        import importlib.util
+        if importlib.util.find_spec("pkg_resources") is None:   # the vendor package imports it
+            raise SystemExit("the vendor package needs pkg_resources: "
+                             "pip install 'setuptools>=77,<81'")
         from hesong.ipsc.busnetcli.client import Client
         from hesong.ipsc.busnetcli.errors import SmartBusError
         self.error_cls = SmartBusError
