@@ -138,6 +138,16 @@ def _net_client_class(base, on_data=None):
     return C
 
 
+def _connect(cls, args):
+    """Creates and activates a client of class ``cls`` (type 11), waits for
+    its registration and reports it to the runner; returns the client."""
+    cls.connected_event = threading.Event()
+    client = cls.create(args.get("client_id", 1), 11, "127.0.0.1", args["port"])
+    client.activate()
+    reply({"ok": cls.connected_event.wait(10), "pid": os.getpid()})
+    return client
+
+
 class SenderRole:
     """smartbus.net client: send loops, ping-pong, flood."""
 
@@ -159,12 +169,7 @@ class SenderRole:
                 else:
                     role.ping_done.set()
 
-        cls = _net_client_class(Client, on_data)
-        cls.connected_event = threading.Event()
-        self.client = cls.create(args.get("client_id", 1), 11, "127.0.0.1", args["port"])
-        self.client.activate()
-        ok = cls.connected_event.wait(10)
-        reply({"ok": ok, "pid": os.getpid()})
+        self.client = _connect(_net_client_class(Client, on_data), args)
 
     def handle(self, cmd):
         op = cmd["op"]
@@ -317,12 +322,7 @@ class VendorRole:
         from hesong.ipsc.busnetcli.errors import SmartBusError
         self.error_cls = SmartBusError
         Client.initialize(args["unit"])
-        cls = _net_client_class(Client)
-        cls.connected_event = threading.Event()
-        self.client = cls.create(args.get("client_id", 1), 11, "127.0.0.1", args["port"])
-        self.client.activate()
-        ok = cls.connected_event.wait(10)
-        reply({"ok": ok, "pid": os.getpid()})
+        self.client = _connect(_net_client_class(Client), args)
 
     def handle(self, cmd):
         op = cmd["op"]

@@ -144,6 +144,20 @@ class PeerProcess(ScriptProcess):
         return self.proc.returncode
 
 
+def start_net_peer(peers, router, unit, client_id=1, client_type=11, **extra):
+    """A registered NET client of unit ``unit`` in a peer process (info "unit-N")."""
+    p = peers()
+    assert p.call(op="init", kind="net", unit=unit, port=router.port, client_id=client_id,
+                  client_type=client_type, info="unit-%d" % unit, **extra)["ok"]
+    assert p.call(op="wait_connected", timeout=5)["ok"], "unit %d did not connect" % unit
+    return p
+
+
+def events_of(peer, kind):
+    """The events of one kind a peer recorded, without the kind."""
+    return [e[1:] for e in peer.call(op="events")["events"] if e[0] == kind]
+
+
 @pytest.fixture
 def peers():
     """Factory of peer processes, all stopped at teardown (a peer that does

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, wait_for, needs_vectors
+from conftest import ROOT, events_of, needs_vectors, start_net_peer, wait_for
 from fakeserver import FakeServer, head_of, ipc_packet, register_ack
 
 N_MESSAGES = 3000
@@ -31,18 +31,6 @@ def start_ipc_peer(peers, path, client_id=5, client_type=3, wait=True, env=None,
     if wait:
         assert p.call(op="wait_connected", timeout=5)["ok"], "IPC peer did not connect"
     return p
-
-
-def start_net_peer(peers, router, unit, client_id=1, client_type=11, **extra):
-    p = peers()
-    assert p.call(op="init", kind="net", unit=unit, port=router.port, client_id=client_id,
-                  client_type=client_type, info="unit-%d" % unit, **extra)["ok"]
-    assert p.call(op="wait_connected", timeout=5)["ok"], "unit %d did not connect" % unit
-    return p
-
-
-def events_of(peer, kind):
-    return [e[1:] for e in peer.call(op="events")["events"] if e[0] == kind]
 
 
 class Recorder:

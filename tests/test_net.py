@@ -4,27 +4,15 @@ connect events."""
 
 import time
 
-from conftest import wait_for
+from conftest import events_of, start_net_peer, wait_for
 
 N_MESSAGES = 10000
 MAX_SIZE = 65536
 
 
-def start_peer(peers, router, unit, client_id=1, client_type=11, **extra):
-    p = peers()
-    assert p.call(op="init", kind="net", unit=unit, port=router.port, client_id=client_id,
-                  client_type=client_type, info="unit-%d" % unit, **extra)["ok"]
-    assert p.call(op="wait_connected", timeout=5)["ok"], "unit %d did not connect" % unit
-    return p
-
-
-def events_of(peer, kind):
-    return [e[1:] for e in peer.call(op="events")["events"] if e[0] == kind]
-
-
 def test_exchange_10000_messages_both_ways(router, peers):
-    a = start_peer(peers, router, 16)
-    b = start_peer(peers, router, 17)
+    a = start_net_peer(peers, router, 16)
+    b = start_net_peer(peers, router, 17)
     # both directions at the same time: 10,000 messages of 0..64 KiB each way
     a.proc.stdin.write('{"op": "send", "dst": [17, 1, 11], "count": %d, "max_size": %d}\n'
                        % (N_MESSAGES, MAX_SIZE))
@@ -44,8 +32,8 @@ def test_exchange_10000_messages_both_ways(router, peers):
 
 
 def test_ping_is_answered_by_the_peer_library(router, peers):
-    a = start_peer(peers, router, 16)
-    b = start_peer(peers, router, 17)
+    a = start_net_peer(peers, router, 16)
+    b = start_net_peer(peers, router, 17)
     assert a.call(op="ping", dst=[17, 1, 11], data="70696e6721")["ok"]
 
     def answers():
@@ -60,8 +48,8 @@ def test_ping_is_answered_by_the_peer_library(router, peers):
 
 
 def test_empty_ping_and_empty_data(router, peers):
-    a = start_peer(peers, router, 16)
-    b = start_peer(peers, router, 17)
+    a = start_net_peer(peers, router, 16)
+    b = start_net_peer(peers, router, 17)
     assert a.call(op="ping", dst=[17, 1, 11], data="")["ok"]
     assert a.call(op="send", dst=[17, 1, 11], count=1, max_size=0)["ok"]
     got = wait_for(lambda: (lambda d: len(d) >= 2 and d)(b.call(op="received")["data"]), 5)
@@ -71,9 +59,9 @@ def test_empty_ping_and_empty_data(router, peers):
 
 
 def test_connect_disconnect_and_global_events(router, peers):
-    a = start_peer(peers, router, 16, client_id=3, client_type=12)
+    a = start_net_peer(peers, router, 16, client_id=3, client_type=12)
     assert events_of(a, "connect") == [[0]]          # access point = the router's unit
-    b = start_peer(peers, router, 17, client_id=4, client_type=13)
+    b = start_net_peer(peers, router, 17, client_id=4, client_type=13)
     # a hears of b's arrival (status 1); b is told a is already there (status 2)
     arrived = wait_for(lambda: [e for e in events_of(a, "global") if e[4] == 1], 5)
     assert arrived == [[17, 4, 13, 0, 1, "unit-17"]]
@@ -108,7 +96,7 @@ def test_client_in_this_process_talks_to_a_peer(router, net_lib, peers):
     try:
         c.activate()
         assert connected.wait(5)
-        p = start_peer(peers, router, 16)
+        p = start_net_peer(peers, router, 16)
         c.send_data(9, 3, 16, 1, 11, bytearray(b"from the test process"))
         c.send_data(9, 3, 16, 1, 11, memoryview(b"xxmemoryviewxx")[2:-2])
         c.send_data(9, 3, 16, 1, 11, None)
@@ -130,7 +118,7 @@ def test_dispose_right_after_sending_loses_nothing(router, net_lib, peers):
     """Closing flushes what was queued (bounded linger), like a socket's
     close: 20,000 messages sent and the client disposed at once all arrive."""
     import threading
-    p = start_peer(peers, router, 16)
+    p = start_net_peer(peers, router, 16)
     ok = threading.Event()
 
     class C(net_lib):
