@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, TEST_UNIT
+from conftest import ROOT, TEST_UNIT, start_net_peer, wait_for
 from smartbus.errors import AlreadyExistsError, AlreadyInitializedError, SmartBusError
 
 
@@ -183,7 +183,6 @@ def test_process_exits_cleanly_with_clients_connected(router):
 
 
 def test_handler_exception_is_logged_not_lost(router, net_lib, peers, caplog):
-    from conftest import wait_for
     ok = threading.Event()
     calls = []
 
@@ -199,9 +198,7 @@ def test_handler_exception_is_logged_not_lost(router, net_lib, peers, caplog):
     try:
         c.activate()
         assert ok.wait(5)
-        p = peers()
-        assert p.call(op="init", kind="net", unit=16, port=router.port)["ok"]
-        assert p.call(op="wait_connected")["ok"]
+        p = start_net_peer(peers, router, 16)
         with caplog.at_level("ERROR", logger="smartbus"):
             assert p.call(op="send", dst=[TEST_UNIT, 33, 11], count=2, max_size=8)["ok"]
             assert wait_for(lambda: len(calls) == 2, 5)
@@ -213,7 +210,6 @@ def test_handler_exception_is_logged_not_lost(router, net_lib, peers, caplog):
 
 def test_executor_gets_the_handlers(router, net_lib, peers):
     from concurrent.futures import ThreadPoolExecutor
-    from conftest import wait_for
     ok = threading.Event()
     threads = []
 
@@ -229,9 +225,7 @@ def test_executor_gets_the_handlers(router, net_lib, peers):
         try:
             c.activate()
             assert ok.wait(5)
-            p = peers()
-            assert p.call(op="init", kind="net", unit=16, port=router.port)["ok"]
-            assert p.call(op="wait_connected")["ok"]
+            p = start_net_peer(peers, router, 16)
             assert p.call(op="send", dst=[TEST_UNIT, 34, 11], count=3, max_size=8)["ok"]
             assert wait_for(lambda: len(threads) == 3, 5)
             assert all(t.startswith("userpool") for t in threads), threads

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, start_net_peer, wait_for
 
 SDK = os.path.join(ROOT, "vendor", "smartbus-sdk")
 SOURCES = [os.path.join(SDK, "src", n) for n in
@@ -40,9 +40,7 @@ def facade_test_binary(tmp_path_factory):
 
 
 def test_facade_from_c(router, peers, facade_test_binary):
-    peer = peers()
-    assert peer.call(op="init", kind="net", unit=16, port=router.port)["ok"]
-    assert peer.call(op="wait_connected")["ok"]
+    peer = start_net_peer(peers, router, 16)
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                UBSAN_OPTIONS="print_stacktrace=1")
     env.pop("LD_PRELOAD", None)
@@ -52,7 +50,6 @@ def test_facade_from_c(router, peers, facade_test_binary):
         line = proc.stdout.readline().strip()
         assert line == "CONNECTED", line + proc.stderr.read()
         # what the C program sent reached the peer: an empty payload, then text
-        from conftest import wait_for
         got = wait_for(lambda: (lambda d: len(d) >= 2 and d)(peer.call(op="received")["data"]), 5)
         assert [bytes.fromhex(d[5]) for d in got if d[:2] == [7, 3]] == [b"", b"hello-from-c"]
         assert got[0][2:4] == [21, 1]

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import VECTORS, needs_vectors
+from conftest import VECTORS, PeerProcess, needs_vectors, wait_for
 BUILD = "sdk-x64-2015"          # our client sends the A/B layouts (NET.md §5.1)
 
 
@@ -103,7 +103,6 @@ pytestmark = needs_vectors
 @pytest.fixture(scope="module")
 def wire():
     """A registered client (peer process) talking to a RawServer."""
-    from conftest import PeerProcess
     srv = RawServer()
     peer = PeerProcess()
     assert peer.call(op="init", kind="net", unit=20, port=srv.port, client_id=5, client_type=11,
@@ -217,7 +216,6 @@ def test_delivery_filter_follows_the_vendor_client(wire):
                 expected.append([head[2], head[3], effect["data"] or ""])
     marker = bytes.fromhex("155b63030200040b1405000018000000040000006d61726b")   # "mark"
     srv.send(marker)
-    from conftest import wait_for
     got = wait_for(lambda: (lambda d: d[-1][5] == "6d61726b" and d)(
         peer.call(op="received")["data"][before:] or [[0] * 6]), 5)
     assert got, "the marker did not arrive"
@@ -228,7 +226,6 @@ def test_delivery_filter_follows_the_vendor_client(wire):
 def test_send_queue_is_bounded(tmp_path):
     """A server that stops reading: the client's queue fills and sends are
     refused with -7 instead of growing memory."""
-    from conftest import PeerProcess
     srv = RawServer()
     peer = PeerProcess()
     try:
