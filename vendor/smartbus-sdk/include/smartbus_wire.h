@@ -191,7 +191,9 @@ typedef struct sbw_invoke {
     const char *params;                    /* decoded: points into the payload */
     int32_t params_len;
 } sbw_invoke;
-int sbw_invoke_payload_size(int32_t params_len);
+static inline int sbw_invoke_payload_size(int32_t params_len) {
+    return SBW_INVOKE_FIXED + params_len;
+}
 int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v,
                    sbw_padding padding);
 int sbw_get_invoke(const uint8_t *payload, size_t len, sbw_invoke *v);
@@ -222,7 +224,9 @@ typedef struct sbw_notify {
     const char *params;
     int32_t params_len;
 } sbw_notify;
-int sbw_notify_payload_size(int32_t params_len);
+static inline int sbw_notify_payload_size(int32_t params_len) {
+    return SBW_NOTIFY_FIXED + params_len;
+}
 int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v,
                    sbw_padding padding);
 int sbw_get_notify(const uint8_t *payload, size_t len, sbw_notify *v);

@@ -29,7 +29,6 @@
 #ifndef CLIENT_INTERNAL_H
 #define CLIENT_INTERNAL_H
 
-#include <string.h>
 #include <sys/un.h>
 
 #include "sb_internal.h"
@@ -104,16 +103,10 @@ static inline int sb_own_unit(smartbus_client *c)
 static inline sbw_head sb_client_head(smartbus_client *c, int cmd, int cmdtype, int dst_type,
                                       int dst_unit, int dst_client)
 {
-    sbw_head h;
-    memset(&h, 0, sizeof h);
-    h.cmd = (uint8_t)cmd;
-    h.cmdtype = (uint8_t)cmdtype;
-    h.src_type = (uint8_t)c->client_type;
-    h.src_unit = (uint8_t)sb_own_unit(c);
-    h.src_client = (uint8_t)c->client_id;
-    h.dst_type = (uint8_t)dst_type;
-    h.dst_unit = (uint8_t)dst_unit;
-    h.dst_client = (uint8_t)dst_client;
+    sbw_head h = { .cmd = (uint8_t)cmd, .cmdtype = (uint8_t)cmdtype,
+                   .src_type = (uint8_t)c->client_type, .src_unit = (uint8_t)sb_own_unit(c),
+                   .src_client = (uint8_t)c->client_id, .dst_type = (uint8_t)dst_type,
+                   .dst_unit = (uint8_t)dst_unit, .dst_client = (uint8_t)dst_client };
     return h;
 }
 

@@ -109,16 +109,9 @@ void sb_flow_cancel(smartbus_client *c, sb_flow *f)
 static void emit_flow(sb_sink_writer *w, smartbus_client *c, int type, const uint8_t *head,
                       const sb_flow *f, int code, const char *text, size_t text_len)
 {
-    sb_evin ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = type;
-    ev.client_id = c->client_id;
-    ev.head = head;
-    ev.invoke_id = f->id;
-    ev.code = code;
-    ev.project_id = f->project;
-    ev.text = text ? text : "";
-    ev.text_len = text ? text_len : 0;
+    sb_evin ev = { .type = type, .client_id = c->client_id, .head = head, .invoke_id = f->id,
+                   .code = code, .project_id = f->project, .text = text ? text : "",
+                   .text_len = text ? text_len : 0 };
     sb_sink_put(w, c->sink, &ev);
 }
 

@@ -34,14 +34,10 @@
 
 /* ---- events ---------------------------------------------------------- */
 
-static void emit_simple(sb_sink_writer *w, smartbus_client *c, int type, int code, int unit)
+/* a connect (code, access point unit) or disconnect event */
+static void emit_link_event(sb_sink_writer *w, smartbus_client *c, int type, int code, int unit)
 {
-    sb_evin ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = type;
-    ev.client_id = c->client_id;
-    ev.code = code;
-    ev.unit_id = unit;
+    sb_evin ev = { .type = type, .client_id = c->client_id, .code = code, .unit_id = unit };
     sb_sink_put(w, c->sink, &ev);
 }
 
@@ -58,13 +54,8 @@ static void emit_trace(sb_sink_writer *w, smartbus_client *c, int is_error, cons
     if (n < 0) return;
     if ((size_t)n >= sizeof msg) n = (int)sizeof msg - 1;
     sb_trace("client %d: %s", c->client_id, msg);
-    sb_evin ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = SMARTBUS_EV_TRACE;
-    ev.client_id = c->client_id;
-    ev.code = is_error;
-    ev.text = msg;
-    ev.text_len = (size_t)n;
+    sb_evin ev = { .type = SMARTBUS_EV_TRACE, .client_id = c->client_id, .code = is_error,
+                   .text = msg, .text_len = (size_t)n };
     sb_sink_put(w, c->sink, &ev);
 }
 
@@ -103,7 +94,7 @@ static void link_broken(smartbus_client *c, sb_link *k, int64_t now, sb_sink_wri
             for (int i = 0; i < c->nlinks; i++)
                 if (c->links[i].state == LINK_REGISTERED) c->active = i;
         }
-        if (left == 0) emit_simple(w, c, SMARTBUS_EV_DISCONNECT, 0, 0);
+        if (left == 0) emit_link_event(w, c, SMARTBUS_EV_DISCONNECT, 0, 0);
         /* reconnect at once, but not in a tight loop against a server that
          * closes every link right after accepting it */
         k->next_connect_at = now - k->registered_at < RECONNECT_MS ? now + RECONNECT_MS : now;
@@ -126,7 +117,7 @@ static void link_connect_failed(smartbus_client *c, sb_link *k, int64_t now, sb_
         else
             emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index, k->host,
                        k->port, strerror(err));
-        emit_simple(w, c, SMARTBUS_EV_CONNECT, SMARTBUS_ERR_ESTABLI_CONNECT, sb_load(&c->ap_unit));
+        emit_link_event(w, c, SMARTBUS_EV_CONNECT, SMARTBUS_ERR_ESTABLI_CONNECT, sb_load(&c->ap_unit));
     }
 }
 
@@ -240,7 +231,7 @@ static void on_register_ack(smartbus_client *c, sb_link *k, const uint8_t *pkt,
     sb_store(&c->ap_unit, ap);
     if (result != 0) {
         emit_trace(w, c, 1, "link %d: registration refused (%d)", k->index, (int)result);
-        emit_simple(w, c, SMARTBUS_EV_CONNECT, result, ap);
+        emit_link_event(w, c, SMARTBUS_EV_CONNECT, result, ap);
         int was_registered = k->state == LINK_REGISTERED;
         if (was_registered) link_broken(c, k, now, w, "registration refused");
         else link_reset(k);
@@ -261,7 +252,7 @@ static void on_register_ack(smartbus_client *c, sb_link *k, const uint8_t *pkt,
     }
     /* reported when no other link of this client was registered already,
      * and again for a repeated ack on the same link */
-    if (first) emit_simple(w, c, SMARTBUS_EV_CONNECT, 0, ap);
+    if (first) emit_link_event(w, c, SMARTBUS_EV_CONNECT, 0, ap);
 }
 
 /* the delivery filter of NET.md §6.2 (the IPC client checks nothing) */
@@ -293,17 +284,10 @@ static void on_global(smartbus_client *c, sb_link *k, const uint8_t *pkt, const 
      * a cmd 9 addressed to ff/ff/ff (vector global_connect.json,
      * cmd9_broadcast_dst), although NET.md §10 says the filter applies */
     if (sbw_get_global(pkt + SBW_HEAD_SIZE, (size_t)h->datalen, &g) != SBW_OK) return;
-    sb_evin ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = SMARTBUS_EV_GLOBAL_CONNECT;
-    ev.client_id = c->client_id;
-    ev.unit_id = g.unit_id;
-    ev.g_client_id = g.client_id;
-    ev.g_client_type = g.client_type;
-    ev.g_ap_unit_id = g.ap_unit;
-    ev.code = g.status;
-    ev.text = g.info;
-    ev.text_len = strlen(g.info);
+    sb_evin ev = { .type = SMARTBUS_EV_GLOBAL_CONNECT, .client_id = c->client_id,
+                   .unit_id = g.unit_id, .g_client_id = g.client_id,
+                   .g_client_type = g.client_type, .g_ap_unit_id = g.ap_unit,
+                   .code = g.status, .text = g.info, .text_len = strlen(g.info) };
     sb_sink_put(w, c->sink, &ev);
 
     /* tell a newcomer about ourselves (NET.md §10, IPC.md §6.6) */
@@ -356,13 +340,8 @@ static void on_packet(smartbus_client *c, sb_link *k, const uint8_t *pkt, const 
     if (!deliverable(c, h)) return;
     sb_add(&c->st.recv_msgs, 1);
     sb_add(&c->st.recv_bytes, (uint64_t)h->datalen);
-    sb_evin ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = SMARTBUS_EV_DATA;
-    ev.client_id = c->client_id;
-    ev.head = pkt;
-    ev.data = pkt + SBW_HEAD_SIZE;
-    ev.size = (size_t)h->datalen;
+    sb_evin ev = { .type = SMARTBUS_EV_DATA, .client_id = c->client_id, .head = pkt,
+                   .data = pkt + SBW_HEAD_SIZE, .size = (size_t)h->datalen };
     sb_sink_put(w, c->sink, &ev);
 }
 

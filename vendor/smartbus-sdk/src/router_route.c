@@ -18,16 +18,9 @@
 static sbw_head router_head(const smartbus_router *r, uint8_t cmd, uint8_t cmdtype,
                             uint8_t dst_type, uint8_t dst_unit, uint8_t dst_client)
 {
-    sbw_head h;
-    memset(&h, 0, sizeof h);
-    h.cmd = cmd;
-    h.cmdtype = cmdtype;
-    h.src_type = SMARTBUS_NODECLI_TYPE_NODE;
-    h.src_unit = r->unit;
-    h.src_client = 0;
-    h.dst_type = dst_type;
-    h.dst_unit = dst_unit;
-    h.dst_client = dst_client;
+    sbw_head h = { .cmd = cmd, .cmdtype = cmdtype, .src_type = SMARTBUS_NODECLI_TYPE_NODE,
+                   .src_unit = r->unit, .src_client = 0, .dst_type = dst_type,
+                   .dst_unit = dst_unit, .dst_client = dst_client };
     return h;
 }
 

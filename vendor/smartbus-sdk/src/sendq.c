@@ -33,19 +33,19 @@ static int check_not_self(smartbus_client *c, int dst_unit, int dst_client)
            ? SMARTBUS_ERR_SEND_OWN : 0;
 }
 
-/* the IPSC a flow invocation or a notify goes to */
-static int check_flow_target(int server_unit, int process_index)
+/* The checks of a flow invocation or a notify, in the vendor's order: the
+ * IPSC it goes to, the caller's other arguments (args_ok), the parameter
+ * text (*params_len: up to the NUL when < 0; need_params: not empty). */
+static int check_flow_call(int server_unit, int process_index, int args_ok, const char *params,
+                           int *params_len, int need_params)
 {
     if (server_unit < 0 || server_unit >= MAX_GLOBAL_SMART_NODE) return SMARTBUS_ERR_UNITID_INVALID;
     if (process_index < 0 || process_index > 255) return SMARTBUS_ERR_CLIENTID_INVALID;
+    if (!args_ok) return SMARTBUS_ERR_ARGUMENT;
+    if (*params_len < 0) *params_len = (int)strnlen(params, SMARTBUS_MAX_FLOW_PARAM_SIZE + 1);
+    if (need_params && *params_len == 0) return SMARTBUS_ERR_ARGUMENT;
+    if (*params_len > SMARTBUS_MAX_FLOW_PARAM_SIZE) return SMARTBUS_ERR_MAX_DATASIZE;
     return 0;
-}
-
-/* flow / notify parameters: params_len bytes, or up to the NUL when < 0 */
-static int params_length(const char *params, int params_len)
-{
-    if (params_len >= 0) return params_len;
-    return (int)strnlen(params, SMARTBUS_MAX_FLOW_PARAM_SIZE + 1);
 }
 
 /* the next id of a per-process counter: 1, 2, ... and 1 again after wrapping */
@@ -231,40 +231,51 @@ int smartbus_client_ping(smartbus_client *c, int dst_unit, int dst_client, int d
 
 /* ---- flows and notifies ------------------------------------------------------- */
 
+/* a message to an IPSC being queued */
+typedef struct ipsc_message {
+    sbw_head head;
+    size_t room;                /* made in the queue for it */
+    int was_empty;              /* the queue was empty (queue_begin) */
+} ipsc_message;
+
+/* queue_begin() for a message to IPSC (server_unit, process_index) with a
+ * payload of `payload_size` bytes */
+static int queue_begin_to_ipsc(smartbus_client *c, int cmd, int server_unit, int process_index,
+                               int payload_size, ipsc_message *m)
+{
+    m->head = sb_client_head(c, cmd, SMARTBUS_CMDTYPE_SYSTEM, SMARTBUS_NODECLI_TYPE_IPSC,
+                             server_unit, process_index);
+    m->room = sbw_packet_room(payload_size);
+    return queue_begin(c, m->room, &m->was_empty);
+}
+
 int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process_index,
                                 const char *project_id, const char *flow_id, int mode,
                                 int timeout_ms, const char *params, int params_len)
 {
-    int rc = check_flow_target(server_unit, process_index);
-    if (rc) return rc;
-    if (!project_id || !flow_id || mode < 0 || mode > 255) return SMARTBUS_ERR_ARGUMENT;
     if (!params) params = "";
-    params_len = params_length(params, params_len);
-    if (params_len > SMARTBUS_MAX_FLOW_PARAM_SIZE) return SMARTBUS_ERR_MAX_DATASIZE;
+    int rc = check_flow_call(server_unit, process_index,
+                             project_id && flow_id && mode >= 0 && mode <= 255, params,
+                             &params_len, 0);
+    if (rc) return rc;
 
     int32_t id = next_id(&g_invoke_id);
-    sbw_invoke v;
-    memset(&v, 0, sizeof v);
+    sbw_invoke v = { .mode = (uint8_t)mode, .channel = -1, .invoke_id = id, .params = params,
+                     .params_len = params_len };
     sb_copy_str(v.project, sizeof v.project, project_id);
     sb_copy_str(v.flow, sizeof v.flow, flow_id);
-    v.mode = (uint8_t)mode;
-    v.channel = -1;
-    v.invoke_id = id;
-    v.params = params;
-    v.params_len = params_len;
-    sbw_head h = sb_client_head(c, SMARTBUS_SYSCMD_INVOKE_FLOW, SMARTBUS_CMDTYPE_SYSTEM,
-                                SMARTBUS_NODECLI_TYPE_IPSC, server_unit, process_index);
-    size_t need = sbw_packet_room(sbw_invoke_payload_size(params_len));
-    int was_empty;
-    if ((rc = queue_begin(c, need, &was_empty)) != 0) return rc;
+    ipsc_message m;
+    rc = queue_begin_to_ipsc(c, SMARTBUS_SYSCMD_INVOKE_FLOW, server_unit, process_index,
+                             sbw_invoke_payload_size(params_len), &m);
+    if (rc != 0) return rc;
     sb_flow *f = sb_flow_start(c, id, project_id, mode, timeout_ms);
     if (!f) {
         pthread_mutex_unlock(&c->lock);
         return SMARTBUS_ERR_BUFF_FULL;
     }
-    int n = sbw_put_invoke(queue_tail(c), need, &h, &v, SBW_PAD_CLIENT);
+    int n = sbw_put_invoke(queue_tail(c), m.room, &m.head, &v, SBW_PAD_CLIENT);
     if (n <= 0) sb_flow_cancel(c, f);
-    if ((rc = queue_commit(c, n, params_len, was_empty)) != 0) return rc;
+    if ((rc = queue_commit(c, n, params_len, m.was_empty)) != 0) return rc;
     sb_engine_wake();    /* so that the I/O thread starts checking timers */
     return id;
 }
@@ -273,30 +284,22 @@ int smartbus_client_notify(smartbus_client *c, int server_unit, int process_inde
                            const char *project_id, const char *title, int mode, int expires_ms,
                            const char *params, int params_len)
 {
-    int rc = check_flow_target(server_unit, process_index);
+    int rc = check_flow_call(server_unit, process_index,
+                             title && *title && params && mode >= 0 && mode <= 255, params,
+                             &params_len, 1);
     if (rc) return rc;
-    if (!title || !*title || !params || mode < 0 || mode > 255) return SMARTBUS_ERR_ARGUMENT;
-    params_len = params_length(params, params_len);
-    if (params_len == 0) return SMARTBUS_ERR_ARGUMENT;
-    if (params_len > SMARTBUS_MAX_FLOW_PARAM_SIZE) return SMARTBUS_ERR_MAX_DATASIZE;
 
     int32_t id = next_id(&g_notify_id);
-    sbw_notify v;
-    memset(&v, 0, sizeof v);
+    sbw_notify v = { .mode = (uint8_t)mode, .notify_id = id, .expires = expires_ms,
+                     .params = params, .params_len = params_len };
     sb_copy_str(v.project, sizeof v.project, project_id);
     sb_copy_str(v.title, sizeof v.title, title);
-    v.mode = (uint8_t)mode;
-    v.notify_id = id;
-    v.expires = expires_ms;
-    v.params = params;
-    v.params_len = params_len;
-    sbw_head h = sb_client_head(c, SMARTBUS_SYSCMD_NOTIFY, SMARTBUS_CMDTYPE_SYSTEM,
-                                SMARTBUS_NODECLI_TYPE_IPSC, server_unit, process_index);
-    size_t need = sbw_packet_room(sbw_notify_payload_size(params_len));
-    int was_empty;
-    if ((rc = queue_begin(c, need, &was_empty)) != 0) return rc;
-    int n = sbw_put_notify(queue_tail(c), need, &h, &v, SBW_PAD_CLIENT);
-    rc = queue_commit(c, n, params_len, was_empty);
+    ipsc_message m;
+    rc = queue_begin_to_ipsc(c, SMARTBUS_SYSCMD_NOTIFY, server_unit, process_index,
+                             sbw_notify_payload_size(params_len), &m);
+    if (rc != 0) return rc;
+    int n = sbw_put_notify(queue_tail(c), m.room, &m.head, &v, SBW_PAD_CLIENT);
+    rc = queue_commit(c, n, params_len, m.was_empty);
     return rc ? rc : id;
 }
 
@@ -312,14 +315,9 @@ static int send_flow_reply(smartbus_client *c, int cmd, int dst_unit, int dst_cl
     if (text_len < 0) text_len = (int)strlen(text);
     if (text_len > SMARTBUS_MAX_DATA_SIZE - SBW_FLOW_REPLY_MAX_FIXED)
         return SMARTBUS_ERR_MAX_DATASIZE;
-    sbw_flow_reply r;
-    memset(&r, 0, sizeof r);
+    sbw_flow_reply r = { .invoke_id = invoke_id, .channel = -1, .code = code, .text = text,
+                         .text_len = text_len };
     sb_copy_str(r.project, sizeof r.project, project_id);
-    r.invoke_id = invoke_id;
-    r.channel = -1;
-    r.code = code;
-    r.text = text;
-    r.text_len = text_len;
     sbw_head h = sb_client_head(c, cmd, SMARTBUS_CMDTYPE_SYSTEM, dst_type, dst_unit, dst_client);
     size_t need = sbw_packet_room(SBW_FLOW_REPLY_MAX_FIXED + text_len);
     int was_empty;

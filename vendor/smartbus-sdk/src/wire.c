@@ -341,17 +341,11 @@ int sbw_get_heartbeat(const uint8_t *p, size_t n, sbw_heartbeat *hb)
 /* cmd 5 -> cmd 6 */
 int sbw_put_heartbeat_ack(uint8_t *out, size_t cap, const uint8_t *hb, int32_t datalen)
 {
-    sbw_head in, h;
+    sbw_head in;
     sbw_read_head(hb, &in);
-    memset(&h, 0, sizeof h);
-    h.cmd = SMARTBUS_CMD_HEARTBEAT_ACK;
-    h.cmdtype = SMARTBUS_CMDTYPE_INTERNAL;
-    h.src_type = in.dst_type;
-    h.src_unit = in.dst_unit;
-    h.src_client = in.dst_client;
-    h.dst_type = in.src_type;
-    h.dst_unit = in.src_unit;
-    h.dst_client = in.src_client;
+    sbw_head h = { .cmd = SMARTBUS_CMD_HEARTBEAT_ACK, .cmdtype = SMARTBUS_CMDTYPE_INTERNAL,
+                   .src_type = in.dst_type, .src_unit = in.dst_unit, .src_client = in.dst_client,
+                   .dst_type = in.src_type, .dst_unit = in.src_unit, .dst_client = in.src_client };
     return sbw_put_packet(out, cap, &h, hb + SBW_HEAD_SIZE, datalen, SBW_PAD_NONE);
 }
 
@@ -407,6 +401,25 @@ static int begin_tagged(uint8_t *out, size_t cap, sbw_head *h, int32_t len, sbw_
     return total;
 }
 
+/* Reads the project of a flow-family payload of at least `fixed` bytes;
+ * SBW_EFORMAT when it is shorter. */
+static int get_tagged(const uint8_t *payload, size_t len, size_t fixed, char *project)
+{
+    if (len < fixed) return SBW_EFORMAT;
+    sbw_get_str(project, payload + PROJECT_AT, PROJECT_SIZE);
+    return SBW_OK;
+}
+
+/* begin_tagged() for an invoke or notify: a payload of `fixed` bytes plus
+ * `params_len` of parameter text (SBW_EFORMAT when that does not fit) */
+static int begin_with_params(uint8_t *out, size_t cap, sbw_head *h, int32_t fixed,
+                             int32_t params_len, sbw_padding padding, uint8_t tag,
+                             const char *project)
+{
+    if (params_len < 0 || params_len > SMARTBUS_MAX_DATA_SIZE - fixed) return SBW_EFORMAT;
+    return begin_tagged(out, cap, h, fixed + params_len, padding, tag, project);
+}
+
 /* the parameter text of an invoke or notify: its length at len_at, the
  * bytes at text_at, then two NULs */
 static void put_params(uint8_t *q, int len_at, int text_at, const char *params, int32_t n)
@@ -431,18 +444,11 @@ static int get_params(const uint8_t *q, size_t len, int len_at, int text_at,
 
 /* ---- flow invoke ----------------------------------------------------------- */
 
-int sbw_invoke_payload_size(int32_t params_len)
-{
-    return SBW_INVOKE_FIXED + params_len;
-}
-
 int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v,
                    sbw_padding padding)
 {
-    if (v->params_len < 0 || v->params_len > SMARTBUS_MAX_DATA_SIZE - SBW_INVOKE_FIXED)
-        return SBW_EFORMAT;
-    int total = begin_tagged(out, cap, h, sbw_invoke_payload_size(v->params_len), padding,
-                             SMARTBUS_SYSCMD_INVOKE_FLOW, v->project);
+    int total = begin_with_params(out, cap, h, SBW_INVOKE_FIXED, v->params_len, padding,
+                                  SMARTBUS_SYSCMD_INVOKE_FLOW, v->project);
     if (total < 0) return total;
     uint8_t *q = out + SBW_HEAD_SIZE;
     put_field(q + INVOKE_FLOW, FLOW_ID_SIZE, v->flow, 0);
@@ -456,10 +462,9 @@ int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v,
 
 int sbw_get_invoke(const uint8_t *payload, size_t len, sbw_invoke *v)
 {
-    if (len < SBW_INVOKE_FIXED) return SBW_EFORMAT;
-    const uint8_t *q = payload;
     memset(v, 0, sizeof *v);
-    sbw_get_str(v->project, q + PROJECT_AT, PROJECT_SIZE);
+    if (get_tagged(payload, len, SBW_INVOKE_FIXED, v->project) != SBW_OK) return SBW_EFORMAT;
+    const uint8_t *q = payload;
     sbw_get_str(v->flow, q + INVOKE_FLOW, FLOW_ID_SIZE);
     v->mode = q[INVOKE_MODE];
     v->channel = sbw_get_i32(q + INVOKE_CHANNEL);
@@ -508,9 +513,8 @@ int sbw_put_flow_result(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_re
 static int get_flow_reply(const uint8_t *payload, size_t len, size_t min_len, int text_at,
                           sbw_flow_reply *r)
 {
-    if (len < min_len) return SBW_EFORMAT;
     memset(r, 0, sizeof *r);
-    sbw_get_str(r->project, payload + PROJECT_AT, PROJECT_SIZE);
+    if (get_tagged(payload, len, min_len, r->project) != SBW_OK) return SBW_EFORMAT;
     r->invoke_id = sbw_get_i32(payload + REPLY_INVOKE_ID);
     r->channel = sbw_get_i32(payload + REPLY_CHANNEL);
     r->code = sbw_get_i32(payload + REPLY_CODE);
@@ -531,18 +535,11 @@ int sbw_get_flow_result(const uint8_t *payload, size_t len, sbw_flow_reply *r)
 
 /* ---- notify ---------------------------------------------------------------- */
 
-int sbw_notify_payload_size(int32_t params_len)
-{
-    return SBW_NOTIFY_FIXED + params_len;
-}
-
 int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v,
                    sbw_padding padding)
 {
-    if (v->params_len < 0 || v->params_len > SMARTBUS_MAX_DATA_SIZE - SBW_NOTIFY_FIXED)
-        return SBW_EFORMAT;
-    int total = begin_tagged(out, cap, h, sbw_notify_payload_size(v->params_len), padding,
-                             SMARTBUS_SYSCMD_NOTIFY, v->project);
+    int total = begin_with_params(out, cap, h, SBW_NOTIFY_FIXED, v->params_len, padding,
+                                  SMARTBUS_SYSCMD_NOTIFY, v->project);
     if (total < 0) return total;
     uint8_t *q = out + SBW_HEAD_SIZE;
     q[NOTIFY_MODE] = v->mode;
@@ -555,10 +552,9 @@ int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v,
 
 int sbw_get_notify(const uint8_t *payload, size_t len, sbw_notify *v)
 {
-    if (len < SBW_NOTIFY_FIXED) return SBW_EFORMAT;
-    const uint8_t *q = payload;
     memset(v, 0, sizeof *v);
-    sbw_get_str(v->project, q + PROJECT_AT, PROJECT_SIZE);
+    if (get_tagged(payload, len, SBW_NOTIFY_FIXED, v->project) != SBW_OK) return SBW_EFORMAT;
+    const uint8_t *q = payload;
     v->mode = q[NOTIFY_MODE];
     v->notify_id = sbw_get_i32(q + NOTIFY_ID);
     v->expires = sbw_get_i32(q + NOTIFY_EXPIRES);
