@@ -65,4 +65,5 @@ def test_either_import_order_works(first):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "smartbus error -7 (SMARTBUS_ERR_BUFF_FULL): send queue or table full"
+    assert r.stdout.strip() == ("smartbus error -7 (SMARTBUS_ERR_BUFF_FULL): "
+                                "send queue or table full")

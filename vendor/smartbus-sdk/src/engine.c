@@ -15,8 +15,8 @@
 #define IDLE_POLL_MS       1000    /* longest sleep when no timer is due */
 
 sb_engine sb_io_engine = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-    NULL, NULL, 0, 0, 0, 0, { -1, -1 }, 0, 0
+    .life = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+    .cond = PTHREAD_COND_INITIALIZER, .waker = { -1, -1 }
 };
 
 /* the resume hook handed to sinks: a paused sink has room again */
@@ -31,7 +31,7 @@ static void wake_io_thread(void *waker)
 typedef struct pollset {
     struct pollfd *fds;
     smartbus_client **cli;
-    sb_link **conn;
+    sb_link **link;
     size_t n, cap;
 } pollset;
 
@@ -45,16 +45,16 @@ static int pollset_add(pollset *ps, int fd, short events, smartbus_client *c, sb
         smartbus_client **cl = realloc(ps->cli, cap * sizeof *cl);
         if (!cl) return -1;
         ps->cli = cl;
-        sb_link **cn = realloc(ps->conn, cap * sizeof *cn);
-        if (!cn) return -1;
-        ps->conn = cn;
+        sb_link **lk = realloc(ps->link, cap * sizeof *lk);
+        if (!lk) return -1;
+        ps->link = lk;
         ps->cap = cap;
     }
     ps->fds[ps->n].fd = fd;
     ps->fds[ps->n].events = events;
     ps->fds[ps->n].revents = 0;
     ps->cli[ps->n] = c;
-    ps->conn[ps->n] = k;
+    ps->link[ps->n] = k;
     ps->n++;
     return 0;
 }
@@ -159,7 +159,7 @@ static void *io_thread(void *arg)
             short re = ps.fds[i].revents;
             if (!re) continue;
             smartbus_client *c = ps.cli[i];
-            sb_link *k = ps.conn[i];
+            sb_link *k = ps.link[i];
             if (k->fd != ps.fds[i].fd) continue;
             if (k->state == LINK_CONNECTING) {
                 sb_link_connect_done(c, k, now, &w);
@@ -172,7 +172,7 @@ static void *io_thread(void *arg)
     }
     free(ps.fds);
     free(ps.cli);
-    free(ps.conn);
+    free(ps.link);
     return NULL;
 }
 

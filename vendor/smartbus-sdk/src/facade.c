@@ -233,33 +233,32 @@ static int facade_connect(facade *f, int slot, smartbus_client_config *cfg, int 
 static smartbus_client_config connect_config(const char *user, const char *password,
                                              const char *info)
 {
-    smartbus_client_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.user = user;
-    cfg.password = password;
-    cfg.info = info;
+    smartbus_client_config cfg = { .user = user, .password = password, .info = info };
     return cfg;
 }
 
 /* ---- callback setters: the same for both facades ----------------------------- */
 
-#define FACADE_SETTERS(api, f)                                                                  \
-    void api##_SetCallBackFn(smartbus_connection_cb connection, smartbus_recvdata_cb recv,    \
-                             smartbus_disconnect_cb disconnect,                                \
-                             smartbus_invokeflow_ret_cb flow_ret,                              \
-                             smartbus_global_connect_cb global_connect, void *arg)             \
-    {                                                                                          \
-        set_callbacks(&f, connection, recv, disconnect, flow_ret, global_connect, arg);        \
-    }                                                                                          \
-    void api##_SetCallBackFnArg(void *arg) { set_arg(&f, arg); }                               \
-    int api##_SetCallBackFnEx(const char *name, void *func)                                   \
-    {                                                                                          \
-        return set_callback_by_name(&f, name, func);                                           \
-    }                                                                                          \
-    void api##_SetTrace(smartbus_trace_cb t, smartbus_trace_cb te) { set_trace(&f, t, te); }   \
-    void api##_SetTraceStr(smartbus_trace_str_cb t, smartbus_trace_str_cb te)                  \
-    {                                                                                          \
-        set_trace_str(&f, t, te);                                                              \
+/* The vendor API has the same five setters under both prefixes: one
+ * definition, expanded once per facade. */
+
+#define FACADE_SETTERS(api, f)                                                                     \
+    void api##_SetCallBackFn(smartbus_connection_cb connection, smartbus_recvdata_cb recv,         \
+                             smartbus_disconnect_cb disconnect,                                    \
+                             smartbus_invokeflow_ret_cb flow_ret,                                  \
+                             smartbus_global_connect_cb global_connect, void *arg)                 \
+    {                                                                                              \
+        set_callbacks(&f, connection, recv, disconnect, flow_ret, global_connect, arg);            \
+    }                                                                                              \
+    void api##_SetCallBackFnArg(void *arg) { set_arg(&f, arg); }                                   \
+    int api##_SetCallBackFnEx(const char *name, void *func)                                        \
+    {                                                                                              \
+        return set_callback_by_name(&f, name, func);                                               \
+    }                                                                                              \
+    void api##_SetTrace(smartbus_trace_cb t, smartbus_trace_cb te) { set_trace(&f, t, te); }       \
+    void api##_SetTraceStr(smartbus_trace_str_cb t, smartbus_trace_str_cb te)                      \
+    {                                                                                              \
+        set_trace_str(&f, t, te);                                                                  \
     }
 
 FACADE_SETTERS(SmartBusNetCli, net_facade)
@@ -321,7 +320,8 @@ static int net_lookup(unsigned char id, int dst_unitid, int size, int cmdtype,
 static int net_flow_lookup(unsigned char id, int server_unitid, smartbus_client **out)
 {
     if (sb_load(&net_facade.unit) < 0) return SMARTBUS_ERR_NON_INIT;
-    if (server_unitid < 0 || server_unitid >= MAX_GLOBAL_SMART_NODE) return SMARTBUS_ERR_UNITID_INVALID;
+    if (server_unitid < 0 || server_unitid >= MAX_GLOBAL_SMART_NODE)
+        return SMARTBUS_ERR_UNITID_INVALID;
     if (net_lookup(id, 0, 0, -1, out) != 0) return SMARTBUS_ERR_CLI_NOTEXIST;
     return 0;
 }
@@ -408,7 +408,8 @@ int SmartBusIpcCli_CreateConnect(const char *author_username, const char *author
 static smartbus_client *ipc_get(int *rc)
 {
     smartbus_client *c = sb_load(&ipc_facade.clients[0]);
-    *rc = c ? 0 : (sb_load(&ipc_facade.inited) ? SMARTBUS_ERR_CONN_NOT_ESTAB : SMARTBUS_ERR_NON_INIT);
+    if (c) *rc = 0;
+    else *rc = sb_load(&ipc_facade.inited) ? SMARTBUS_ERR_CONN_NOT_ESTAB : SMARTBUS_ERR_NON_INIT;
     return c;
 }
 

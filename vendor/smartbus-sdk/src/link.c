@@ -59,7 +59,7 @@ static void emit_trace(sb_sink_writer *w, smartbus_client *c, int is_error, cons
     sb_sink_put(w, c->sink, &ev);
 }
 
-/* ---- link state and connecting --------------------------------------------------------- */
+/* ---- link state and connecting ------------------------------------------ */
 
 static void link_reset(sb_link *k)
 {
@@ -117,7 +117,8 @@ static void link_connect_failed(smartbus_client *c, sb_link *k, int64_t now, sb_
         else
             emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index, k->host,
                        k->port, strerror(err));
-        emit_link_event(w, c, SMARTBUS_EV_CONNECT, SMARTBUS_ERR_ESTABLI_CONNECT, sb_load(&c->ap_unit));
+        emit_link_event(w, c, SMARTBUS_EV_CONNECT, SMARTBUS_ERR_ESTABLI_CONNECT,
+                        sb_load(&c->ap_unit));
     }
 }
 
