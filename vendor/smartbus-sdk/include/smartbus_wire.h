@@ -42,6 +42,7 @@ extern "C" {
 #define SBW_REG_IPC_SIZE    5961
 #define SBW_NODE_NET_SIZE   5556  /* node table, 64-bit layout */
 #define SBW_NODE_IPC_SIZE   5492  /* node block, 32-bit layout */
+#define SBW_REG_ACK_FIXED   4     /* ack payload: the int32 result, then a node structure */
 
 /* heartbeat layouts and sizes (whole packet) */
 #define SBW_HB_OLD          0     /* builds A/B: 52 bytes, 64-bit counters */
@@ -115,8 +116,22 @@ static inline size_t sbw_packet_room(int32_t datalen) {
 
 void sbw_put_head(uint8_t *p, const sbw_head *h);          /* writes 20 bytes */
 /* Reads the 20 head bytes at p as they are, flag and sizes unchecked (for
- * a head that has been validated already, or that is only shown). */
-void sbw_read_head(const uint8_t *p, sbw_head *h);
+ * a head that has been validated already, or that is only shown).  Inline:
+ * the parse and event-dispatch paths read one per message. */
+static inline void sbw_read_head(const uint8_t *p, sbw_head *h) {
+    h->cmd = p[2];
+    h->cmdtype = p[3];
+    h->src_type = p[4];
+    h->src_unit = p[5];
+    h->src_client = p[6];
+    h->dst_type = p[7];
+    h->dst_unit = p[8];
+    h->dst_client = p[9];
+    h->reserved[0] = p[10];
+    h->reserved[1] = p[11];
+    h->packet_size = sbw_get_i32(p + SBW_HEAD_PACKET_SIZE_AT);
+    h->datalen = sbw_get_i32(p + SBW_HEAD_DATALEN_AT);
+}
 /* Decodes and validates a head: flag, datalen >= 0, packet_size >= 20 + datalen. */
 int  sbw_get_head(const uint8_t *p, size_t n, sbw_head *h);
 /* Head + payload + zero padding; h->packet_size and h->datalen are set here. */

@@ -29,7 +29,7 @@ typedef struct poll_set {
  * -1 when out of memory. */
 static int prepare_poll_set(smartbus_router *r, poll_set *ps)
 {
-    size_t need = r->npeers + 3;
+    size_t need = r->npeers + 3;      /* the waker, two listeners, the peers */
     if (need > r->cappfds) {
         size_t cap = r->cappfds ? r->cappfds : 16;
         while (cap < need) cap *= 2;

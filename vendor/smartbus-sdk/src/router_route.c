@@ -78,7 +78,7 @@ static void send_register_ack(smartbus_router *r, rt_peer *c, uint8_t type, uint
                               uint8_t client, int32_t result)
 {
     int node = c->ipc ? SBW_NODE_IPC_SIZE : SBW_NODE_NET_SIZE;
-    size_t need = SBW_HEAD_SIZE + 4 + (size_t)node;
+    size_t need = SBW_HEAD_SIZE + SBW_REG_ACK_FIXED + (size_t)node;
     uint8_t *q = control_room(r, c, need);
     if (!q) return;
     sbw_head h = router_head(r, 0, 0, type, unit, client);

@@ -20,10 +20,8 @@
 #define FLOW_ID_SIZE     32
 #define TITLE_SIZE       102
 
-/* registration (offset in the whole packet) and its ack (payload: the
- * int32 result, then the node structure when one is sent) */
+/* registration (offset in the whole packet) */
 #define REG_CONN_INDEX   SBW_HEAD_SIZE
-#define REG_ACK_FIXED    4
 
 /* global connect (NET.md §10): the inner head, then: */
 #define GLOBAL_UNIT      20
@@ -107,22 +105,6 @@ void sbw_put_head(uint8_t *p, const sbw_head *h)
     p[11] = h->reserved[1];
     sbw_put_i32(p + SBW_HEAD_PACKET_SIZE_AT, h->packet_size);
     sbw_put_i32(p + SBW_HEAD_DATALEN_AT, h->datalen);
-}
-
-void sbw_read_head(const uint8_t *p, sbw_head *h)
-{
-    h->cmd = p[2];
-    h->cmdtype = p[3];
-    h->src_type = p[4];
-    h->src_unit = p[5];
-    h->src_client = p[6];
-    h->dst_type = p[7];
-    h->dst_unit = p[8];
-    h->dst_client = p[9];
-    h->reserved[0] = p[10];
-    h->reserved[1] = p[11];
-    h->packet_size = sbw_get_i32(p + SBW_HEAD_PACKET_SIZE_AT);
-    h->datalen = sbw_get_i32(p + SBW_HEAD_DATALEN_AT);
 }
 
 int sbw_get_head(const uint8_t *p, size_t n, sbw_head *h)
@@ -266,7 +248,7 @@ int sbw_put_register_ack(uint8_t *out, size_t cap, const sbw_head *hin, int32_t 
                          int node_size)
 {
     size_t node = (size_t)(node_size > 0 ? node_size : 0);
-    size_t total = (size_t)SBW_HEAD_SIZE + REG_ACK_FIXED + node;
+    size_t total = (size_t)SBW_HEAD_SIZE + SBW_REG_ACK_FIXED + node;
     if (cap < total) return SBW_ESPACE;
     sbw_head h = *hin;
     h.cmd = SMARTBUS_CMD_REGISTER_ACK;
@@ -275,7 +257,7 @@ int sbw_put_register_ack(uint8_t *out, size_t cap, const sbw_head *hin, int32_t 
     h.datalen = (int32_t)total - SBW_HEAD_SIZE;
     sbw_put_head(out, &h);
     sbw_put_i32(out + SBW_HEAD_SIZE, result);
-    memset(out + SBW_HEAD_SIZE + REG_ACK_FIXED, 0, node);
+    memset(out + SBW_HEAD_SIZE + SBW_REG_ACK_FIXED, 0, node);
     return (int)total;
 }
 
@@ -284,7 +266,7 @@ int sbw_get_register_ack(const uint8_t *p, size_t n, int *ap_unit, int32_t *resu
     sbw_head h;
     int rc = sbw_get_head(p, n, &h);
     if (rc != SBW_OK) return rc;
-    if (h.datalen < REG_ACK_FIXED || n < SBW_HEAD_SIZE + REG_ACK_FIXED) return SBW_EFORMAT;
+    if (h.datalen < SBW_REG_ACK_FIXED || n < SBW_HEAD_SIZE + SBW_REG_ACK_FIXED) return SBW_EFORMAT;
     *ap_unit = (int)(int8_t)h.src_unit;   /* a signed byte (NET.md §5.2) */
     *result = sbw_get_i32(p + SBW_HEAD_SIZE);
     return SBW_OK;
