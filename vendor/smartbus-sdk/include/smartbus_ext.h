@@ -179,7 +179,7 @@ typedef struct smartbus_error_info {
 
 /* Every code of SMARTBUS_ERROR_LIST (smartbus.h), in its order; stores
  * their number in *count.  The SDK-only SMARTBUS_ERR_WOULDBLOCK is not
- * among them: it never leaves the SDK's callers (see below). */
+ * among them: it never leaves the SDK's callers (see above). */
 SMARTBUS_API const smartbus_error_info *smartbus_error_table(int *count);
 
 /* ---- the router (local SmartBus server) -------------------------------- */
