@@ -7,14 +7,15 @@ Knobs (environment variables, since pip cannot pass build flags easily):
   SMARTBUS_DEBUG=1     -O0 -g, and Cython annotations
 """
 
+import glob
 import os
 
+from Cython.Build import cythonize   # a build requirement (pyproject.toml)
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 SDK = os.path.join("vendor", "smartbus-sdk")
-SDK_SOURCES = [os.path.join(SDK, "src", name) for name in
-               ("wire.c", "util.c", "sink.c", "client.c", "facade.c", "router.c")]
+SDK_SOURCES = sorted(glob.glob(os.path.join(SDK, "src", "*.c")))
 INCLUDES = [os.path.join(SDK, "include"), os.path.join(SDK, "src")]
 SDK_HEADERS = [os.path.join(d, h) for d in INCLUDES for h in sorted(os.listdir(d))
                if h.endswith(".h")]
@@ -57,13 +58,7 @@ extensions = [
               extra_link_args=link_args),
 ]
 
-try:
-    from Cython.Build import cythonize
-except ImportError:          # building from an sdist that ships the generated C
-    for e in extensions:
-        e.sources = [s.replace(".pyx", ".c") for s in e.sources]
-else:
-    extensions = cythonize(extensions, language_level=3, annotate=flag("SMARTBUS_DEBUG"),
-                           compiler_directives={"embedsignature": True})
+extensions = cythonize(extensions, language_level=3, annotate=flag("SMARTBUS_DEBUG"),
+                       compiler_directives={"embedsignature": True})
 
 setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})

@@ -10,6 +10,7 @@ share the machine's cores.
 """
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -146,8 +147,7 @@ class PyRecv:
 def build_c(tmp):
     cc = os.environ.get("CC", "gcc")
     flags = ["-O2", "-std=c99", "-Wall", "-Wextra", "-pthread"]
-    sdk_src = [os.path.join(SDK, "src", n) for n in
-               ("wire.c", "util.c", "sink.c", "client.c", "facade.c", "router.c")]
+    sdk_src = sorted(glob.glob(os.path.join(SDK, "src", "*.c")))
     out = {}
     out["sbcount"] = os.path.join(tmp, "sbcount")
     subprocess.check_call([cc] + flags + ["-DSMARTBUS_STATIC", "-I", os.path.join(SDK, "include"),

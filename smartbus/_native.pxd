@@ -176,6 +176,7 @@ cdef extern from "smartbus_wire.h" nogil:
         const char *params
         int32_t params_len
 
+    void sbw_read_head(const uint8_t *p, sbw_head *h)
     int sbw_get_head(const uint8_t *p, size_t n, sbw_head *h)
     void sbw_put_head(uint8_t *p, const sbw_head *h)
     int sbw_put_packet(uint8_t *out, size_t cap, sbw_head *h, const void *payload, int32_t len,
@@ -284,13 +285,22 @@ cdef extern from "smartbus_ext.h" nogil:
     int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
                                const char *project_id, const char *title, int mode,
                                int expires_ms, const char *params, int params_len)
-    int smartbus_client_flow_reply(smartbus_client *c, int result, int dst_unit,
-                                   int dst_client, int dst_type, const char *project_id,
-                                   int invoke_id, int code, const char *text, int text_len)
+    int smartbus_client_flow_ack(smartbus_client *c, int dst_unit, int dst_client, int dst_type,
+                                 const char *project_id, int invoke_id, int code,
+                                 const char *text, int text_len)
+    int smartbus_client_flow_result(smartbus_client *c, int dst_unit, int dst_client,
+                                    int dst_type, const char *project_id, int invoke_id,
+                                    int code, const char *text, int text_len)
     int smartbus_client_unit_id(smartbus_client *c)
     int smartbus_client_ap_unit_id(smartbus_client *c)
     int smartbus_client_connected(smartbus_client *c)
     void smartbus_client_get_stats(smartbus_client *c, smartbus_client_stats *st)
+
+    ctypedef struct smartbus_error_info:
+        int code
+        const char *name
+        const char *description
+    const smartbus_error_info *smartbus_error_table(int *count)
 
     ctypedef struct smartbus_router_config:
         const char *host

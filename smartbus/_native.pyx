@@ -23,6 +23,17 @@ import json
 import logging
 import time
 
+
+def sdk_error_table():
+    """The SDK's error codes (smartbus.h): a list of (code, name, description)."""
+    cdef int n = 0
+    cdef const smartbus_error_info *t = smartbus_error_table(&n)
+    return [(t[i].code, t[i].name.decode("ascii"), t[i].description.decode("ascii"))
+            for i in range(n)]
+
+
+# smartbus.errors reads sdk_error_table() when it is imported, and may be the
+# module that imports this one: sdk_error_table stays above this import
 from smartbus.errors import SmartBusError, check
 
 _log = logging.getLogger("smartbus")
@@ -163,18 +174,20 @@ cdef class Head:
 
 cdef inline void _fill_head(Head h, const unsigned char *p):
     # fields as received, without validation (this is a view, not a parser)
-    h.cmd = p[2]
-    h.cmd_type = p[3]
-    h.src_unit_client_type = p[4]
-    h.src_unit_id = p[5]
-    h.src_unit_client_id = p[6]
-    h.dst_unit_client_type = p[7]
-    h.dst_unit_id = p[8]
-    h.dst_unit_client_id = p[9]
-    h._reserved[0] = p[10]
-    h._reserved[1] = p[11]
-    h.packet_size = <int32_t>(p[12] | (p[13] << 8) | (p[14] << 16) | (<unsigned int>p[15] << 24))
-    h.data_length = <int32_t>(p[16] | (p[17] << 8) | (p[18] << 16) | (<unsigned int>p[19] << 24))
+    cdef sbw_head w
+    sbw_read_head(p, &w)
+    h.cmd = w.cmd
+    h.cmd_type = w.cmdtype
+    h.src_unit_client_type = w.src_type
+    h.src_unit_id = w.src_unit
+    h.src_unit_client_id = w.src_client
+    h.dst_unit_client_type = w.dst_type
+    h.dst_unit_id = w.dst_unit
+    h.dst_unit_client_id = w.dst_client
+    h._reserved[0] = w.reserved[0]
+    h._reserved[1] = w.reserved[1]
+    h.packet_size = w.packet_size
+    h.data_length = w.datalen
 
 
 # ---- events ------------------------------------------------------------------
@@ -647,8 +660,12 @@ cdef class ClientBase:
             raise _closed()
         self._inflight += 1
         with nogil:
-            rc = smartbus_client_flow_reply(c, result, dst_unit_id, dst_client_id,
-                                            dst_client_type, p, invoke_id, code, t, tn)
+            if result:
+                rc = smartbus_client_flow_result(c, dst_unit_id, dst_client_id, dst_client_type,
+                                                 p, invoke_id, code, t, tn)
+            else:
+                rc = smartbus_client_flow_ack(c, dst_unit_id, dst_client_id, dst_client_type,
+                                              p, invoke_id, code, t, tn)
         self._inflight -= 1
         if rc != 0:
             raise _error(rc)

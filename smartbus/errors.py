@@ -44,19 +44,9 @@ error_code_message = {
     if name.startswith("SMARTBUS_ERR_") and value != 0
 }
 
-#: what each code means, for exception messages
-_descriptions = {
-    -1: "invalid argument", -2: "connection not established", -3: "connection broken",
-    -4: "authentication failed", -5: "bad user", -6: "bad password",
-    -7: "send queue or table full", -8: "node does not exist", -9: "client does not exist",
-    -10: "already connected", -11: "destination is the sender's own unit",
-    -12: "invalid unit id", -13: "invalid client id", -14: "not initialised",
-    -15: "data too large", -16: "invalid cmd_type", -17: "invalid client type",
-    -18: "send error", -19: "memory allocation error",
-    -20: "TCP connection could not be established", -21: "too many clients",
-    -22: "client exists", -23: "destination does not exist", -24: "duplicate registration",
-    -25: "timeout", -99: "other error",
-}
+#: what each code means, for exception messages: from the SDK's table
+#: (smartbus.h), filled in at the end of this module
+_descriptions = {}
 
 
 class SmartBusError(Exception):
@@ -115,3 +105,13 @@ class AlreadyExistsError(KeyError):
 
 class InvokeFlowIdError(Exception):
     """A flow answer carried an invoke id that matches no pending call."""
+
+
+def _sdk_descriptions():
+    # imported here, last: the binding imports this module (SmartBusError,
+    # check) while it is being imported itself
+    from smartbus._native import sdk_error_table
+    return {code: text for code, _name, text in sdk_error_table() if code != SMARTBUS_ERR_OK}
+
+
+_descriptions.update(_sdk_descriptions())

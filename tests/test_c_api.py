@@ -1,18 +1,18 @@
 """The C SDK as C code: it compiles as C99 with -Wall -Wextra -Werror
--pedantic, and a C program using the vendor-compatible SmartBusNetCli_* API
-(built with AddressSanitizer, UBSan and LeakSanitizer) talks to a peer
-through the real router."""
+-pedantic, and C programs using the vendor-compatible SmartBusNetCli_* and
+SmartBusIpcCli_* APIs (built with AddressSanitizer, UBSan and
+LeakSanitizer) talk to a peer through the real router."""
 
+import glob
 import os
 import subprocess
 
 import pytest
 
-from conftest import ROOT, start_net_peer, wait_for
+from conftest import ROOT, events_of, start_net_peer, wait_for
 
 SDK = os.path.join(ROOT, "vendor", "smartbus-sdk")
-SOURCES = [os.path.join(SDK, "src", n) for n in
-           ("wire.c", "util.c", "sink.c", "client.c", "facade.c", "router.c")]
+SOURCES = sorted(glob.glob(os.path.join(SDK, "src", "*.c")))
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-pthread",
           "-I" + os.path.join(SDK, "include"), "-I" + os.path.join(SDK, "src")]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
@@ -30,31 +30,45 @@ def test_sdk_compiles_strict_c99(tmp_path, opt):
         assert r.returncode == 0, "%s:\n%s" % (os.path.basename(src), r.stderr)
 
 
-@pytest.fixture(scope="module")
-def facade_test_binary(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cbin") / "facade_test"
-    src = os.path.join(ROOT, "tests", "c", "facade_test.c")
+def build_c_test(tmp_path_factory, name):
+    """tests/c/<name>.c linked with the SDK sources, strict and sanitized."""
+    out = tmp_path_factory.mktemp("cbin") / name
+    src = os.path.join(ROOT, "tests", "c", name + ".c")
     r = gcc(STRICT + SANITIZE + ["-O1", src] + SOURCES + ["-o", str(out)], ROOT)
     assert r.returncode == 0, r.stderr
     return str(out)
 
 
-def test_facade_from_c(router, peers, facade_test_binary):
-    peer = start_net_peer(peers, router, 16)
+@pytest.fixture(scope="module")
+def facade_test_binary(tmp_path_factory):
+    return build_c_test(tmp_path_factory, "facade_test")
+
+
+@pytest.fixture(scope="module")
+def ipc_facade_test_binary(tmp_path_factory):
+    return build_c_test(tmp_path_factory, "ipc_facade_test")
+
+
+def run_c_client(peer, args, sender, sent_src):
+    """Runs a C test program (LeakSanitizer on) until it reports CONNECTED;
+    checks that what it sent reached the NET peer (an empty payload, then
+    b"hello-from-" + its kind, from sent_src = [unit, client]); makes the
+    peer send it 3 messages to `sender` = [unit, client, type] and lets it
+    finish: it must print OK and exit 0 with a clean sanitizer report."""
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                UBSAN_OPTIONS="print_stacktrace=1")
     env.pop("LD_PRELOAD", None)
-    proc = subprocess.Popen([facade_test_binary, str(router.port), "16"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline().strip()
         assert line == "CONNECTED", line + proc.stderr.read()
-        # what the C program sent reached the peer: an empty payload, then text
         got = wait_for(lambda: (lambda d: len(d) >= 2 and d)(peer.call(op="received")["data"]), 5)
-        assert [bytes.fromhex(d[5]) for d in got if d[:2] == [7, 3]] == [b"", b"hello-from-c"]
-        assert got[0][2:4] == [21, 1]
+        texts = [bytes.fromhex(d[5]) for d in got if d[:2] == [7, 3]]
+        assert texts[0] == b"" and texts[1].startswith(b"hello-from-") and len(texts) == 2
+        assert got[0][2:4] == sent_src
         for i in (1, 2, 3):
-            assert peer.call(op="send_raw", cmd=1, cmd_type=3, dst=[21, 1, 11],
+            assert peer.call(op="send_raw", cmd=1, cmd_type=3, dst=sender,
                              data=("reply-%d" % i).encode().hex())["ok"]
         out, err = proc.communicate("go\n", timeout=30)
     finally:
@@ -63,3 +77,26 @@ def test_facade_from_c(router, peers, facade_test_binary):
             proc.wait()
     assert proc.returncode == 0 and out.strip() == "OK", out + err
     assert "ERROR: AddressSanitizer" not in err and "runtime error" not in err, err
+    return texts
+
+
+def test_facade_from_c(router, peers, facade_test_binary):
+    peer = start_net_peer(peers, router, 16)
+    texts = run_c_client(peer, [facade_test_binary, str(router.port), "16"],
+                         sender=[21, 1, 11], sent_src=[21, 1])
+    assert texts == [b"", b"hello-from-c"]
+
+
+def test_ipc_facade_from_c(router, peers, ipc_facade_test_binary):
+    """SmartBusIpcCli_* from C over the router's private Unix socket: the IPC
+    client (type 3, id 5) takes the router's unit 0; the NET peer hears of
+    its arrival and, after Release, of its departure."""
+    peer = start_net_peer(peers, router, 16)
+    texts = run_c_client(peer, [ipc_facade_test_binary, router.ipc_path, "16"],
+                         sender=[0, 5, 3], sent_src=[0, 5])
+    assert texts == [b"", b"hello-from-ipc"]
+    arrivals = [e for e in events_of(peer, "global") if e[:3] == [0, 5, 3]]
+    assert [e[3:] for e in arrivals[:1]] == [[0, 1, "c-ipc-facade"]]
+    left = wait_for(lambda: [e for e in events_of(peer, "global")
+                             if e[:3] == [0, 5, 3] and e[4] == 0], 5)
+    assert left == [[0, 5, 3, 0, 0, "c-ipc-facade"]]

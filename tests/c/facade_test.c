@@ -9,24 +9,19 @@
  * "FAIL <reason>" and exits 1.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "c_test.h"
 
 #include "smartbus_netcli_interface.h"
 
 #define UNIT 21
 #define CLIENT 1
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int connected, connect_code = 1, ping_answers, data_from_peer, peer_present;
 static int bad_head, traces;
 static char first_data[64];
 
-#define FAIL(...) do { printf("FAIL "); printf(__VA_ARGS__); printf("\n"); fflush(stdout); exit(1); } while (0)
-#define CHECK(cond) do { if (!(cond)) FAIL("%s (line %d)", #cond, __LINE__); } while (0)
 
 static void on_connect(void *arg, unsigned char clientid, int ap_unit, int ack)
 {
@@ -90,20 +85,6 @@ static void on_trace(const char *msg)
     pthread_mutex_unlock(&lock);
 }
 
-/* waits up to 5 s for *flag >= want */
-static int wait_for(int *flag, int want)
-{
-    for (int i = 0; i < 500; i++) {
-        pthread_mutex_lock(&lock);
-        int v = *flag;
-        pthread_mutex_unlock(&lock);
-        if (v >= want) return 1;
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
-        nanosleep(&ts, NULL);
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 3) FAIL("usage: facade_test PORT PEER_UNIT");
@@ -151,13 +132,7 @@ int main(int argc, char **argv)
     CHECK(id1 > 0 && id2 == id1 + 1);                 /* ids count up; NULL params allowed */
     CHECK(SmartBusNetCli_SendNotify(CLIENT, 0, 9, "proj", "", 0, 1000, "x") == SMARTBUS_ERR_ARGUMENT);
     CHECK(SmartBusNetCli_SendNotify(CLIENT, 0, 9, "proj", "title", 0, 1000, "text") >= 1);
-    printf("CONNECTED\n");
-    fflush(stdout);
-
-    char line[64];
-    if (!fgets(line, sizeof line, stdin)) FAIL("no go-ahead from the test");
-    if (!wait_for(&data_from_peer, 3)) FAIL("got %d of 3 messages from the peer", data_from_peer);
-    CHECK(strcmp(first_data, "reply-1") == 0);
+    report_connected_and_receive(&data_from_peer, first_data);
     CHECK(!bad_head);
 
     SmartBusNetCli_Release();

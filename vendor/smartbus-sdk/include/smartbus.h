@@ -85,35 +85,42 @@ extern "C" {
 /* largest flow / notify parameter text (JSON), bytes without the NUL */
 #define SMARTBUS_MAX_FLOW_PARAM_SIZE   32768
 
-/* ---- error codes -------------------------------------------------------- */
+/* ---- error codes --------------------------------------------------------
+ * The one list of the codes: SMARTBUS_ERROR_LIST(X) calls X(name, code,
+ * description) for each.  The enum below makes the names (the vendor's)
+ * usable from C; smartbus_error_table() (smartbus_ext.h) hands the whole
+ * list to the Python binding, whose smartbus.errors is checked against it. */
+#define SMARTBUS_ERROR_LIST(X) \
+    X(SMARTBUS_ERR_OK,                    0, "no error") \
+    X(SMARTBUS_ERR_ARGUMENT,             -1, "invalid argument") \
+    X(SMARTBUS_ERR_CONN_NOT_ESTAB,       -2, "connection not established") \
+    X(SMARTBUS_ERR_CONNECT_BREAK,        -3, "connection broken") \
+    X(SMARTBUS_ERR_AUTHOR,               -4, "authentication failed") \
+    X(SMARTBUS_ERR_USER,                 -5, "bad user") \
+    X(SMARTBUS_ERR_PWD,                  -6, "bad password") \
+    X(SMARTBUS_ERR_BUFF_FULL,            -7, "send queue or table full") \
+    X(SMARTBUS_ERR_NODE_NOTEXIST,        -8, "node does not exist") \
+    X(SMARTBUS_ERR_CLI_NOTEXIST,         -9, "client does not exist") \
+    X(SMARTBUS_ERR_CONNECTED,           -10, "already connected") \
+    X(SMARTBUS_ERR_SEND_OWN,            -11, "destination is the sender's own unit") \
+    X(SMARTBUS_ERR_UNITID_INVALID,      -12, "invalid unit id") \
+    X(SMARTBUS_ERR_CLIENTID_INVALID,    -13, "invalid client id") \
+    X(SMARTBUS_ERR_NON_INIT,            -14, "not initialised") \
+    X(SMARTBUS_ERR_MAX_DATASIZE,        -15, "data too large") \
+    X(SMARTBUS_ERR_CMDTYPE_INVALID,     -16, "invalid cmd_type") \
+    X(SMARTBUS_ERR_CLIENTTYPE_INVALID,  -17, "invalid client type") \
+    X(SMARTBUS_ERR_SEND_DATA,           -18, "send error") \
+    X(SMARTBUS_ERR_MEM_ALLOC,           -19, "memory allocation error") \
+    X(SMARTBUS_ERR_ESTABLI_CONNECT,     -20, "TCP connection could not be established") \
+    X(SMARTBUS_ERR_CLI_TOOMANY,         -21, "too many clients") \
+    X(SMARTBUS_ERR_CLI_EXIST,           -22, "client exists") \
+    X(SMARTBUS_ERR_DEST_NONEXIST,       -23, "destination does not exist") \
+    X(SMARTBUS_ERR_REGISTERED_REPEAT,   -24, "duplicate registration") \
+    X(SMARTBUS_ERR_TIMEOUT,             -25, "timeout") \
+    X(SMARTBUS_ERR_OTHER,               -99, "other error")
 
-#define SMARTBUS_ERR_OK                 0
-#define SMARTBUS_ERR_ARGUMENT          -1
-#define SMARTBUS_ERR_CONN_NOT_ESTAB    -2
-#define SMARTBUS_ERR_CONNECT_BREAK     -3
-#define SMARTBUS_ERR_AUTHOR            -4
-#define SMARTBUS_ERR_USER              -5
-#define SMARTBUS_ERR_PWD               -6
-#define SMARTBUS_ERR_BUFF_FULL         -7
-#define SMARTBUS_ERR_NODE_NOTEXIST     -8
-#define SMARTBUS_ERR_CLI_NOTEXIST      -9
-#define SMARTBUS_ERR_CONNECTED        -10
-#define SMARTBUS_ERR_SEND_OWN         -11
-#define SMARTBUS_ERR_UNITID_INVALID   -12
-#define SMARTBUS_ERR_CLIENTID_INVALID -13
-#define SMARTBUS_ERR_NON_INIT         -14
-#define SMARTBUS_ERR_MAX_DATASIZE     -15
-#define SMARTBUS_ERR_CMDTYPE_INVALID  -16
-#define SMARTBUS_ERR_CLIENTTYPE_INVALID -17
-#define SMARTBUS_ERR_SEND_DATA        -18
-#define SMARTBUS_ERR_MEM_ALLOC        -19
-#define SMARTBUS_ERR_ESTABLI_CONNECT  -20
-#define SMARTBUS_ERR_CLI_TOOMANY      -21
-#define SMARTBUS_ERR_CLI_EXIST        -22
-#define SMARTBUS_ERR_DEST_NONEXIST    -23
-#define SMARTBUS_ERR_REGISTERED_REPEAT -24
-#define SMARTBUS_ERR_TIMEOUT          -25
-#define SMARTBUS_ERR_OTHER            -99
+#define SMARTBUS_ERROR_ENUM_ITEM(name, code, description) name = code,
+enum smartbus_error_code { SMARTBUS_ERROR_LIST(SMARTBUS_ERROR_ENUM_ITEM) };
 
 /* ---- packet head ---------------------------------------------------------
  * 20 bytes, packed, little-endian on the wire.  Callbacks receive a pointer

@@ -119,12 +119,16 @@ SMARTBUS_API int smartbus_client_invoke_flow(smartbus_client *c, int server_unit
 SMARTBUS_API int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
                                         const char *project_id, const char *title, int mode,
                                         int expires_ms, const char *params, int params_len);
-/* Sends a flow ack (cmd 13) or result (cmd 12) back to an invoker: what
- * an IPSC does (used by smartbus.ipsc.FlowServer). */
-SMARTBUS_API int smartbus_client_flow_reply(smartbus_client *c, int result, int dst_unit,
-                                            int dst_client, int dst_type,
-                                            const char *project_id, int invoke_id, int code,
-                                            const char *text, int text_len);
+/* Send a flow ack (cmd 13: code 1 = started, else an error; text = message)
+ * or a flow result (cmd 12: text = the result JSON) back to an invoker:
+ * what an IPSC does (used by smartbus.ipsc.FlowServer).  0 or an error code. */
+SMARTBUS_API int smartbus_client_flow_ack(smartbus_client *c, int dst_unit, int dst_client,
+                                          int dst_type, const char *project_id, int invoke_id,
+                                          int code, const char *text, int text_len);
+SMARTBUS_API int smartbus_client_flow_result(smartbus_client *c, int dst_unit, int dst_client,
+                                             int dst_type, const char *project_id,
+                                             int invoke_id, int code, const char *text,
+                                             int text_len);
 
 /* smartbus_client_send() / _ping() with flags:
  * - SMARTBUS_SEND_PING: a ping (cmd and cmdtype are ignored);
@@ -164,6 +168,19 @@ typedef struct smartbus_client_stats {
     uint64_t queued_msgs, queued_bytes;/* in the send queue now */
 } smartbus_client_stats;
 SMARTBUS_API void smartbus_client_get_stats(smartbus_client *c, smartbus_client_stats *st);
+
+/* ---- error codes ------------------------------------------------------- */
+
+typedef struct smartbus_error_info {
+    int code;                          /* an SMARTBUS_ERR_* value */
+    const char *name;                  /* its name, "SMARTBUS_ERR_..." */
+    const char *description;           /* what it means, short English text */
+} smartbus_error_info;
+
+/* Every code of SMARTBUS_ERROR_LIST (smartbus.h), in its order; stores
+ * their number in *count.  The SDK-only SMARTBUS_ERR_WOULDBLOCK is not
+ * among them: it never leaves the SDK's callers (see above). */
+SMARTBUS_API const smartbus_error_info *smartbus_error_table(int *count);
 
 /* ---- the router (local SmartBus server) -------------------------------- */
 

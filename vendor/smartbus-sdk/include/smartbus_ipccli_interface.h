@@ -17,7 +17,10 @@
 extern "C" {
 #endif
 
+/* the socket path when none is set, and the environment variable that
+ * overrides it (the client, the router runner and the binding use these) */
 #define SMARTBUS_IPC_DEFAULT_PATH "/tmp/smartbus_ipc"
+#define SMARTBUS_IPC_PATH_ENV     "SMARTBUS_IPC_PATH"
 
 /* clienttype >= 2 (else -17), clientid 0..255 (else -13) */
 SMARTBUS_API int  SMARTBUS_CALL SmartBusIpcCli_Init(int clienttype, int clientid);

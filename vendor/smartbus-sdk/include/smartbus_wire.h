@@ -1,7 +1,8 @@
 /*
  * smartbus_wire.h - encode/decode of every SmartBus packet (NET.md §3-§10,
  * IPC.md §3-§6).  Pure functions on byte buffers, shared by the client, the
- * router and the Python binding.
+ * router and the Python binding: the only code of the SDK that reads or
+ * writes head and payload bytes.
  *
  * Encoders write into a caller buffer of `cap` bytes and return the number
  * of bytes written, or SBW_ESPACE.  They write zeros into every byte the
@@ -13,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "smartbus.h"
 
@@ -40,6 +42,7 @@ extern "C" {
 #define SBW_REG_IPC_SIZE    5961
 #define SBW_NODE_NET_SIZE   5556  /* node table, 64-bit layout */
 #define SBW_NODE_IPC_SIZE   5492  /* node block, 32-bit layout */
+#define SBW_REG_ACK_FIXED   4     /* ack payload: the int32 result, then a node structure */
 
 /* heartbeat layouts and sizes (whole packet) */
 #define SBW_HB_OLD          0     /* builds A/B: 52 bytes, 64-bit counters */
@@ -52,6 +55,7 @@ extern "C" {
 #define SBW_NOTIFY_FIXED    150   /* notify payload = 150 + L */
 #define SBW_FLOW_ACK_MIN    51    /* clients ignore acks with datalen <= 50 */
 #define SBW_FLOW_RET_MIN    47    /* clients ignore results with datalen <= 46 */
+#define SBW_FLOW_REPLY_MAX_FIXED 64 /* flow ack / result payload <= 64 + text length */
 
 /* decoded packet head (host byte order) */
 typedef struct sbw_head {
@@ -84,19 +88,68 @@ static inline int64_t sbw_get_i64(const uint8_t *p) {
     return (int64_t)u;
 }
 
-/* Bytes of padding after a payload of `datalen` bytes.  Clients pad by
- * datalen % 4 (the vendor rule, NET.md §3.2); servers send none. */
-static inline int32_t sbw_pad(int32_t datalen, int client_rule) {
-    return client_rule ? datalen % 4 : 0;
+/* The padding a sender writes after a payload (NET.md §3.2): clients pad
+ * by datalen % 4 (the vendor rule), servers send none. */
+typedef enum sbw_padding {
+    SBW_PAD_NONE = 0,                      /* servers (our router) */
+    SBW_PAD_CLIENT = 1                     /* clients: datalen % 4 zero bytes */
+} sbw_padding;
+
+/* the most padding any sender writes (datalen % 4) */
+#define SBW_MAX_PAD 3
+
+/* Bytes of padding after a payload of `datalen` bytes. */
+static inline int32_t sbw_pad(int32_t datalen, sbw_padding padding) {
+    return padding == SBW_PAD_CLIENT ? datalen % 4 : 0;
+}
+
+/* Room an encoder needs for a packet with a payload of `datalen` bytes,
+ * whatever the padding. */
+static inline size_t sbw_packet_room(int32_t datalen) {
+    return (size_t)SBW_HEAD_SIZE + (size_t)datalen + SBW_MAX_PAD;
 }
 
 /* ---- head --------------------------------------------------------------- */
+/* offsets of the two size fields inside the head */
+#define SBW_HEAD_PACKET_SIZE_AT 12
+#define SBW_HEAD_DATALEN_AT     16
+
 void sbw_put_head(uint8_t *p, const sbw_head *h);          /* writes 20 bytes */
+/* Reads the 20 head bytes at p as they are, flag and sizes unchecked (for
+ * a head that has been validated already, or that is only shown).  Inline:
+ * the parse and event-dispatch paths read one per message. */
+static inline void sbw_read_head(const uint8_t *p, sbw_head *h) {
+    h->cmd = p[2];
+    h->cmdtype = p[3];
+    h->src_type = p[4];
+    h->src_unit = p[5];
+    h->src_client = p[6];
+    h->dst_type = p[7];
+    h->dst_unit = p[8];
+    h->dst_client = p[9];
+    h->reserved[0] = p[10];
+    h->reserved[1] = p[11];
+    h->packet_size = sbw_get_i32(p + SBW_HEAD_PACKET_SIZE_AT);
+    h->datalen = sbw_get_i32(p + SBW_HEAD_DATALEN_AT);
+}
 /* Decodes and validates a head: flag, datalen >= 0, packet_size >= 20 + datalen. */
 int  sbw_get_head(const uint8_t *p, size_t n, sbw_head *h);
 /* Head + payload + zero padding; h->packet_size and h->datalen are set here. */
 int  sbw_put_packet(uint8_t *out, size_t cap, sbw_head *h, const void *payload,
-                    int32_t len, int client_rule);
+                    int32_t len, sbw_padding padding);
+
+/* A received packet as the router forwards it: every head byte kept except
+ * packet_size, which becomes 20 + datalen (the sender's padding dropped).
+ * `pkt` is a validated packet, `out` has room for 20 + datalen bytes;
+ * returns the bytes written.  Inline: the router's per-message path. */
+static inline size_t sbw_put_forwarded(uint8_t *out, const uint8_t *pkt, int32_t datalen) {
+    size_t n = (size_t)SBW_HEAD_SIZE + (size_t)datalen;
+    memcpy(out, pkt, SBW_HEAD_PACKET_SIZE_AT);
+    sbw_put_i32(out + SBW_HEAD_PACKET_SIZE_AT, (int32_t)n);
+    sbw_put_i32(out + SBW_HEAD_DATALEN_AT, datalen);
+    if (datalen > 0) memcpy(out + SBW_HEAD_SIZE, pkt + SBW_HEAD_SIZE, (size_t)datalen);
+    return n;
+}
 
 /* ---- registration (cmdtype 0, cmd 1) ------------------------------------ */
 typedef struct sbw_register {
@@ -126,6 +179,10 @@ typedef struct sbw_heartbeat {
 } sbw_heartbeat;
 int sbw_put_heartbeat(uint8_t *out, size_t cap, sbw_head *h, const sbw_heartbeat *hb);
 int sbw_get_heartbeat(const uint8_t *p, size_t n, sbw_heartbeat *hb);
+/* The server's answer to a received heartbeat (NET.md §5.4): cmd 6, src and
+ * dst swapped, reserved bytes zero, the payload of `datalen` bytes echoed,
+ * no padding.  `hb` is the validated heartbeat packet. */
+int sbw_put_heartbeat_ack(uint8_t *out, size_t cap, const uint8_t *hb, int32_t datalen);
 
 /* ---- global connect (cmdtype 1, cmd 9 / 10) ----------------------------- */
 typedef struct sbw_global {
@@ -135,7 +192,8 @@ typedef struct sbw_global {
 } sbw_global;
 /* Writes the outer packet; the inner head gets flag, packet_size 281,
  * datalen 261 and the other fields from g->inner. */
-int sbw_put_global(uint8_t *out, size_t cap, sbw_head *h, const sbw_global *g, int client_rule);
+int sbw_put_global(uint8_t *out, size_t cap, sbw_head *h, const sbw_global *g,
+                   sbw_padding padding);
 /* payload/len: the outer payload (must be exactly 281 bytes) */
 int sbw_get_global(const uint8_t *payload, size_t len, sbw_global *g);
 
@@ -148,8 +206,11 @@ typedef struct sbw_invoke {
     const char *params;                    /* decoded: points into the payload */
     int32_t params_len;
 } sbw_invoke;
-int sbw_invoke_payload_size(int32_t params_len);
-int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v, int client_rule);
+static inline int sbw_invoke_payload_size(int32_t params_len) {
+    return SBW_INVOKE_FIXED + params_len;
+}
+int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v,
+                   sbw_padding padding);
 int sbw_get_invoke(const uint8_t *payload, size_t len, sbw_invoke *v);
 
 /* ---- flow ack (cmd 13) and flow result (cmd 12) ------------------------- */
@@ -160,8 +221,10 @@ typedef struct sbw_flow_reply {
     const char *text;                      /* ack message / result JSON */
     int32_t text_len;
 } sbw_flow_reply;
-int sbw_put_flow_ack(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r, int client_rule);
-int sbw_put_flow_result(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r, int client_rule);
+int sbw_put_flow_ack(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
+                     sbw_padding padding);
+int sbw_put_flow_result(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
+                        sbw_padding padding);
 /* What a client reads (NET.md §8.2/8.3): invoke id, code (ack only), text. */
 int sbw_get_flow_ack(const uint8_t *payload, size_t len, sbw_flow_reply *r);
 int sbw_get_flow_result(const uint8_t *payload, size_t len, sbw_flow_reply *r);
@@ -176,13 +239,13 @@ typedef struct sbw_notify {
     const char *params;
     int32_t params_len;
 } sbw_notify;
-int sbw_notify_payload_size(int32_t params_len);
-int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v, int client_rule);
+static inline int sbw_notify_payload_size(int32_t params_len) {
+    return SBW_NOTIFY_FIXED + params_len;
+}
+int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v,
+                   sbw_padding padding);
 int sbw_get_notify(const uint8_t *payload, size_t len, sbw_notify *v);
 
-/* copy a C string into a fixed field of `size` bytes: at most size-1 chars,
- * NUL-terminated, zero-filled (NULL gives an empty field) */
-void sbw_put_str(uint8_t *field, size_t size, const char *s);
 /* read a fixed field of `size` bytes into out[size+1], always terminated */
 void sbw_get_str(char *out, const uint8_t *field, size_t size);
 

@@ -16,7 +16,7 @@
 
 #define SINK_FREE_TIMEOUT_MS 5000
 
-/* ---- callbacks shared by both facades ---------------------------------- */
+/* ---- the facades and their callbacks ---------------------------------------- */
 
 typedef struct callbacks {
     smartbus_connection_cb connection;
@@ -30,12 +30,25 @@ typedef struct callbacks {
     void *arg;
 } callbacks;
 
+/* One facade: NET (clients by local client id, one unit) or IPC (one
+ * client, the identity given to Init). */
 typedef struct facade {
     pthread_mutex_t lock;
-    int inited;
+    int kind;                          /* SMARTBUS_KIND_NET / _IPC */
+    int inited;                        /* written under lock, read atomically */
     smartbus_sink *sink;
     callbacks cb;
+    int unit;                          /* NET: the unit, -1 when not initialised (atomic) */
+    int client_type, client_id;        /* IPC: from Init */
+    char *ipc_path;                    /* IPC: from SetPath, NULL = default */
+    int nslots;                        /* clients[]: 256 (NET), 1 (IPC) */
+    smartbus_client *clients[256];     /* atomic pointers */
 } facade;
+
+static facade net_facade = { PTHREAD_MUTEX_INITIALIZER, SMARTBUS_KIND_NET, 0, NULL, { 0 },
+                             -1, 0, 0, NULL, 256, { 0 } };
+static facade ipc_facade = { PTHREAD_MUTEX_INITIALIZER, SMARTBUS_KIND_IPC, 0, NULL, { 0 },
+                             -1, 0, 0, NULL, 1, { 0 } };
 
 static void dispatch(void *arg, const smartbus_event *evs, int count)
 {
@@ -145,34 +158,119 @@ static void set_trace_str(facade *f, smartbus_trace_str_cb t, smartbus_trace_str
     pthread_mutex_unlock(&f->lock);
 }
 
-/* creates the sink on first Init; 0 or an error code (lock held) */
-static int facade_init(facade *f)
+/* ---- life --------------------------------------------------------------- */
+
+/* Init: creates the sink on the first call; later calls change nothing. */
+static int facade_init(facade *f, int unit, int client_type, int client_id)
 {
-    if (f->inited) return 0;
-    f->sink = smartbus_sink_new(dispatch, f, 0);
-    if (!f->sink) return SMARTBUS_ERR_MEM_ALLOC;
-    f->inited = 1;
-    return 0;
+    int rc = 0;
+    pthread_mutex_lock(&f->lock);
+    if (!f->inited) {
+        f->sink = smartbus_sink_new(dispatch, f, 0);
+        if (!f->sink) {
+            rc = SMARTBUS_ERR_MEM_ALLOC;
+        } else {
+            sb_store(&f->inited, 1);           /* read unlocked by ipc_get() */
+            f->client_type = client_type;
+            f->client_id = client_id;
+            sb_store(&f->unit, unit);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return rc;
 }
 
-/* ---- NET ---------------------------------------------------------------- */
+/* Release: closes every client, then the sink; Init may be called again. */
+static void facade_release(facade *f)
+{
+    pthread_mutex_lock(&f->lock);
+    if (!f->inited) {
+        pthread_mutex_unlock(&f->lock);
+        return;
+    }
+    sb_store(&f->inited, 0);
+    sb_store(&f->unit, -1);
+    smartbus_client *cs[256];
+    for (int i = 0; i < f->nslots; i++) cs[i] = sb_xchg(&f->clients[i], NULL);
+    smartbus_sink *sink = f->sink;
+    f->sink = NULL;
+    pthread_mutex_unlock(&f->lock);
+    for (int i = 0; i < f->nslots; i++) smartbus_client_free(cs[i]);
+    smartbus_sink_free(sink, SINK_FREE_TIMEOUT_MS);
+}
 
-static facade NF = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, { 0 } };
-static int net_unit = -1;
-static smartbus_client *net_clients[256];
+/* CreateConnect: a client in clients[slot], started.  cfg has what the
+ * caller knows; the facade adds its own part.  not_inited: the code to
+ * answer before Init (the vendor libraries differ). */
+static int facade_connect(facade *f, int slot, smartbus_client_config *cfg, int not_inited)
+{
+    pthread_mutex_lock(&f->lock);
+    int rc = 0;
+    if (!f->inited) {
+        rc = not_inited;
+    } else if (f->clients[slot]) {
+        rc = SMARTBUS_ERR_CLI_EXIST;
+    } else {
+        cfg->kind = f->kind;
+        if (f->kind == SMARTBUS_KIND_NET) {
+            cfg->unit_id = f->unit;
+        } else {
+            cfg->client_type = f->client_type;
+            cfg->client_id = f->client_id;
+            cfg->ipc_path = f->ipc_path;
+        }
+        smartbus_client *c;
+        rc = smartbus_client_new(cfg, f->sink, &c);
+        if (rc == 0) rc = smartbus_client_start(c);
+        if (rc == 0) sb_store(&f->clients[slot], c);
+        else smartbus_client_free(c);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+/* the credentials and add_info of a CreateConnect */
+static smartbus_client_config connect_config(const char *user, const char *password,
+                                             const char *info)
+{
+    smartbus_client_config cfg = { .user = user, .password = password, .info = info };
+    return cfg;
+}
+
+/* ---- callback setters: the same for both facades ----------------------------- */
+
+/* The vendor API has the same five setters under both prefixes: one
+ * definition, expanded once per facade. */
+
+#define FACADE_SETTERS(api, f)                                                                     \
+    void api##_SetCallBackFn(smartbus_connection_cb connection, smartbus_recvdata_cb recv,         \
+                             smartbus_disconnect_cb disconnect,                                    \
+                             smartbus_invokeflow_ret_cb flow_ret,                                  \
+                             smartbus_global_connect_cb global_connect, void *arg)                 \
+    {                                                                                              \
+        set_callbacks(&f, connection, recv, disconnect, flow_ret, global_connect, arg);            \
+    }                                                                                              \
+    void api##_SetCallBackFnArg(void *arg) { set_arg(&f, arg); }                                   \
+    int api##_SetCallBackFnEx(const char *name, void *func)                                        \
+    {                                                                                              \
+        return set_callback_by_name(&f, name, func);                                               \
+    }                                                                                              \
+    void api##_SetTrace(smartbus_trace_cb t, smartbus_trace_cb te) { set_trace(&f, t, te); }       \
+    void api##_SetTraceStr(smartbus_trace_str_cb t, smartbus_trace_str_cb te)                      \
+    {                                                                                              \
+        set_trace_str(&f, t, te);                                                                  \
+    }
+
+FACADE_SETTERS(SmartBusNetCli, net_facade)
+FACADE_SETTERS(SmartBusIpcCli, ipc_facade)
+
+/* ---- NET ---------------------------------------------------------------- */
 
 int SmartBusNetCli_Init(unsigned char unitid)
 {
     if (unitid < MIN_SMARTBUS_NETCLI_UNITID || unitid >= MAX_SMARTBUS_NODE_NUM)
         return SMARTBUS_ERR_UNITID_INVALID;
-    pthread_mutex_lock(&NF.lock);
-    int rc = 0;
-    if (!NF.inited) {
-        rc = facade_init(&NF);
-        if (rc == 0) sb_store(&net_unit, (int)unitid);
-    }
-    pthread_mutex_unlock(&NF.lock);
-    return rc;
+    return facade_init(&net_facade, unitid, 0, 0);
 }
 
 int SmartBusNetCli_InitEx(unsigned char unitid, const char *options)
@@ -183,38 +281,7 @@ int SmartBusNetCli_InitEx(unsigned char unitid, const char *options)
 
 void SmartBusNetCli_Release(void)
 {
-    pthread_mutex_lock(&NF.lock);
-    if (!NF.inited) {
-        pthread_mutex_unlock(&NF.lock);
-        return;
-    }
-    NF.inited = 0;
-    sb_store(&net_unit, -1);
-    smartbus_client *cs[256];
-    for (int i = 0; i < 256; i++) cs[i] = sb_xchg(&net_clients[i], NULL);
-    smartbus_sink *sink = NF.sink;
-    NF.sink = NULL;
-    pthread_mutex_unlock(&NF.lock);
-    for (int i = 0; i < 256; i++) smartbus_client_free(cs[i]);
-    smartbus_sink_free(sink, SINK_FREE_TIMEOUT_MS);
-}
-
-void SmartBusNetCli_SetCallBackFn(smartbus_connection_cb a, smartbus_recvdata_cb b,
-                                  smartbus_disconnect_cb c, smartbus_invokeflow_ret_cb d,
-                                  smartbus_global_connect_cb e, void *arg)
-{
-    set_callbacks(&NF, a, b, c, d, e, arg);
-}
-
-void SmartBusNetCli_SetCallBackFnArg(void *arg) { set_arg(&NF, arg); }
-int SmartBusNetCli_SetCallBackFnEx(const char *name, void *func)
-{
-    return set_callback_by_name(&NF, name, func);
-}
-void SmartBusNetCli_SetTrace(smartbus_trace_cb t, smartbus_trace_cb te) { set_trace(&NF, t, te); }
-void SmartBusNetCli_SetTraceStr(smartbus_trace_str_cb t, smartbus_trace_str_cb te)
-{
-    set_trace_str(&NF, t, te);
+    facade_release(&net_facade);
 }
 
 int SmartBusNetCli_CreateConnect(unsigned char local_clientid, int local_clienttype,
@@ -223,35 +290,14 @@ int SmartBusNetCli_CreateConnect(unsigned char local_clientid, int local_clientt
                                  const char *author_username, const char *author_pwd,
                                  const char *add_info)
 {
-    pthread_mutex_lock(&NF.lock);
-    if (!NF.inited) {
-        pthread_mutex_unlock(&NF.lock);
-        return SMARTBUS_ERR_NON_INIT;
-    }
-    if (net_clients[local_clientid]) {
-        pthread_mutex_unlock(&NF.lock);
-        return SMARTBUS_ERR_CLI_EXIST;
-    }
-    smartbus_client_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.kind = SMARTBUS_KIND_NET;
-    cfg.unit_id = net_unit;
+    smartbus_client_config cfg = connect_config(author_username, author_pwd, add_info);
     cfg.client_id = local_clientid;
     cfg.client_type = local_clienttype;
     cfg.master_ip = masterip;
     cfg.master_port = masterport;
     cfg.slave_ip = slaverip;
     cfg.slave_port = slaverport;
-    cfg.user = author_username;
-    cfg.password = author_pwd;
-    cfg.info = add_info;
-    smartbus_client *c;
-    int rc = smartbus_client_new(&cfg, NF.sink, &c);
-    if (rc == 0) rc = smartbus_client_start(c);
-    if (rc == 0) sb_store(&net_clients[local_clientid], c);
-    else smartbus_client_free(c);
-    pthread_mutex_unlock(&NF.lock);
-    return rc;
+    return facade_connect(&net_facade, local_clientid, &cfg, SMARTBUS_ERR_NON_INIT);
 }
 
 /* Finds a local client.  For an unknown one, returns what the vendor
@@ -259,15 +305,25 @@ int SmartBusNetCli_CreateConnect(unsigned char local_clientid, int local_clientt
 static int net_lookup(unsigned char id, int dst_unitid, int size, int cmdtype,
                       smartbus_client **out)
 {
-    int unit = sb_load(&net_unit);
+    int unit = sb_load(&net_facade.unit);
     if (unit < 0) return SMARTBUS_ERR_NON_INIT;
-    *out = sb_load(&net_clients[id]);
+    *out = sb_load(&net_facade.clients[id]);
     if (*out) return 0;
-    if (dst_unitid > 47) return SMARTBUS_ERR_UNITID_INVALID;
-    if (size > SMARTBUS_MAX_DATA_SIZE) return SMARTBUS_ERR_MAX_DATASIZE;
+    int rc = sb_check_unit_and_size(dst_unitid, size);
+    if (rc) return rc;
     if (cmdtype == SMARTBUS_CMDTYPE_INTERNAL) return SMARTBUS_ERR_CMDTYPE_INVALID;
     if (dst_unitid == unit) return SMARTBUS_ERR_SEND_OWN;
     return SMARTBUS_ERR_CLI_NOTEXIST;
+}
+
+/* the local client of a flow invocation or notify to server_unitid */
+static int net_flow_lookup(unsigned char id, int server_unitid, smartbus_client **out)
+{
+    if (sb_load(&net_facade.unit) < 0) return SMARTBUS_ERR_NON_INIT;
+    if (server_unitid < 0 || server_unitid >= MAX_GLOBAL_SMART_NODE)
+        return SMARTBUS_ERR_UNITID_INVALID;
+    if (net_lookup(id, 0, 0, -1, out) != 0) return SMARTBUS_ERR_CLI_NOTEXIST;
+    return 0;
 }
 
 int SmartBusNetCli_SendData(unsigned char local_clientid, unsigned char cmd, unsigned char cmdtype,
@@ -295,9 +351,8 @@ int SmartBusNetCli_RemoteInvokeFlow(unsigned char local_clientid, int server_uni
                                     int mode, int timeout, const char *in_valuelist)
 {
     smartbus_client *c;
-    if (sb_load(&net_unit) < 0) return SMARTBUS_ERR_NON_INIT;
-    if (server_unitid < 0 || server_unitid >= MAX_GLOBAL_SMART_NODE) return SMARTBUS_ERR_UNITID_INVALID;
-    if (net_lookup(local_clientid, 0, 0, -1, &c) != 0) return SMARTBUS_ERR_CLI_NOTEXIST;
+    int rc = net_flow_lookup(local_clientid, server_unitid, &c);
+    if (rc) return rc;
     return smartbus_client_invoke_flow(c, server_unitid, processindex, projectid, flowid, mode,
                                        timeout, in_valuelist, -1);
 }
@@ -307,67 +362,24 @@ int SmartBusNetCli_SendNotify(unsigned char local_clientid, int server_unitid, i
                               const char *param)
 {
     smartbus_client *c;
-    if (sb_load(&net_unit) < 0) return SMARTBUS_ERR_NON_INIT;
-    if (server_unitid < 0 || server_unitid >= MAX_GLOBAL_SMART_NODE) return SMARTBUS_ERR_UNITID_INVALID;
-    if (net_lookup(local_clientid, 0, 0, -1, &c) != 0) return SMARTBUS_ERR_CLI_NOTEXIST;
+    int rc = net_flow_lookup(local_clientid, server_unitid, &c);
+    if (rc) return rc;
     return smartbus_client_notify(c, server_unitid, processindex, projectid, title, mode, expires,
                                   param, -1);
 }
 
 /* ---- IPC ---------------------------------------------------------------- */
 
-static facade IF = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, { 0 } };
-static int ipc_type, ipc_id;
-static char *ipc_path;
-static smartbus_client *ipc_client;
-
 int SmartBusIpcCli_Init(int clienttype, int clientid)
 {
     if (clienttype < 2 || clienttype > 255) return SMARTBUS_ERR_CLIENTTYPE_INVALID;
     if (clientid < 0 || clientid > 255) return SMARTBUS_ERR_CLIENTID_INVALID;
-    pthread_mutex_lock(&IF.lock);
-    int rc = 0;
-    if (!IF.inited) {
-        rc = facade_init(&IF);
-        ipc_type = clienttype;
-        ipc_id = clientid;
-    }
-    pthread_mutex_unlock(&IF.lock);
-    return rc;
+    return facade_init(&ipc_facade, -1, clienttype, clientid);
 }
 
 void SmartBusIpcCli_Release(void)
 {
-    pthread_mutex_lock(&IF.lock);
-    if (!IF.inited) {
-        pthread_mutex_unlock(&IF.lock);
-        return;
-    }
-    IF.inited = 0;
-    smartbus_client *c = sb_xchg(&ipc_client, NULL);
-    smartbus_sink *sink = IF.sink;
-    IF.sink = NULL;
-    pthread_mutex_unlock(&IF.lock);
-    smartbus_client_free(c);
-    smartbus_sink_free(sink, SINK_FREE_TIMEOUT_MS);
-}
-
-void SmartBusIpcCli_SetCallBackFn(smartbus_connection_cb a, smartbus_recvdata_cb b,
-                                  smartbus_disconnect_cb c, smartbus_invokeflow_ret_cb d,
-                                  smartbus_global_connect_cb e, void *arg)
-{
-    set_callbacks(&IF, a, b, c, d, e, arg);
-}
-
-void SmartBusIpcCli_SetCallBackFnArg(void *arg) { set_arg(&IF, arg); }
-int SmartBusIpcCli_SetCallBackFnEx(const char *name, void *func)
-{
-    return set_callback_by_name(&IF, name, func);
-}
-void SmartBusIpcCli_SetTrace(smartbus_trace_cb t, smartbus_trace_cb te) { set_trace(&IF, t, te); }
-void SmartBusIpcCli_SetTraceStr(smartbus_trace_str_cb t, smartbus_trace_str_cb te)
-{
-    set_trace_str(&IF, t, te);
+    facade_release(&ipc_facade);
 }
 
 int SmartBusIpcCli_SetPath(const char *path)
@@ -377,47 +389,27 @@ int SmartBusIpcCli_SetPath(const char *path)
         copy = strdup(path);
         if (!copy) return SMARTBUS_ERR_MEM_ALLOC;
     }
-    pthread_mutex_lock(&IF.lock);
-    free(ipc_path);
-    ipc_path = copy;
-    pthread_mutex_unlock(&IF.lock);
+    pthread_mutex_lock(&ipc_facade.lock);
+    free(ipc_facade.ipc_path);
+    ipc_facade.ipc_path = copy;
+    pthread_mutex_unlock(&ipc_facade.lock);
     return 0;
 }
 
 int SmartBusIpcCli_CreateConnect(const char *author_username, const char *author_pwd,
                                  const char *add_info)
 {
-    pthread_mutex_lock(&IF.lock);
-    if (!IF.inited) {
-        pthread_mutex_unlock(&IF.lock);
-        return SMARTBUS_ERR_ARGUMENT;    /* the vendor library returns -1 here */
-    }
-    if (ipc_client) {
-        pthread_mutex_unlock(&IF.lock);
-        return SMARTBUS_ERR_CLI_EXIST;
-    }
-    smartbus_client_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.kind = SMARTBUS_KIND_IPC;
-    cfg.client_id = ipc_id;
-    cfg.client_type = ipc_type;
-    cfg.ipc_path = ipc_path;
-    cfg.user = author_username;
-    cfg.password = author_pwd;
-    cfg.info = add_info;
-    smartbus_client *c;
-    int rc = smartbus_client_new(&cfg, IF.sink, &c);
-    if (rc == 0) rc = smartbus_client_start(c);
-    if (rc == 0) sb_store(&ipc_client, c);
-    else smartbus_client_free(c);
-    pthread_mutex_unlock(&IF.lock);
-    return rc;
+    smartbus_client_config cfg = connect_config(author_username, author_pwd, add_info);
+    /* the vendor library returns -1 before Init */
+    return facade_connect(&ipc_facade, 0, &cfg, SMARTBUS_ERR_ARGUMENT);
 }
 
+/* the IPC client, or NULL with the code to return */
 static smartbus_client *ipc_get(int *rc)
 {
-    smartbus_client *c = sb_load(&ipc_client);
-    *rc = c ? 0 : (IF.inited ? SMARTBUS_ERR_CONN_NOT_ESTAB : SMARTBUS_ERR_NON_INIT);
+    smartbus_client *c = sb_load(&ipc_facade.clients[0]);
+    if (c) *rc = 0;
+    else *rc = sb_load(&ipc_facade.inited) ? SMARTBUS_ERR_CONN_NOT_ESTAB : SMARTBUS_ERR_NON_INIT;
     return c;
 }
 

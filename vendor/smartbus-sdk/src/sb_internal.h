@@ -1,7 +1,7 @@
 /*
  * sb_internal.h - declarations shared by the SDK's source files and not part
- * of its API: byte buffers, clock, socket helpers, the wake-up channel, the
- * sink's producer side, atomics.
+ * of its API: byte buffers, strings, clock, socket helpers, the wake-up
+ * channel, trace output (util.c), the sink's producer side (sink.c), atomics.
  */
 #ifndef SB_INTERNAL_H
 #define SB_INTERNAL_H
@@ -40,6 +40,20 @@ SB_HIDDEN void sb_buf_compact(sb_buf *b);
 SB_HIDDEN void sb_buf_trim(sb_buf *b, size_t keep);
 static inline void sb_buf_swap(sb_buf *a, sb_buf *b) { sb_buf t = *a; *a = *b; *b = t; }
 
+/* ---- strings ------------------------------------------------------------ */
+/* copies at most size-1 bytes of src (NULL: empty) into dst, NUL-terminated */
+SB_HIDDEN void sb_copy_str(char *dst, size_t size, const char *src);
+
+/* ---- send checks (NET.md §6.1): the engine's and the NET facade's ------ */
+/* the destination unit and the payload size of data and pings; inline: it
+ * is on the per-message send path */
+static inline int sb_check_unit_and_size(int dst_unit, int size)
+{
+    if (dst_unit >= MAX_SMARTBUS_NODE_NUM) return SMARTBUS_ERR_UNITID_INVALID;
+    if (size > SMARTBUS_MAX_DATA_SIZE) return SMARTBUS_ERR_MAX_DATASIZE;
+    return 0;
+}
+
 /* ---- clock ------------------------------------------------------------- */
 SB_HIDDEN int64_t sb_now_ms(void);         /* monotonic */
 
@@ -68,19 +82,23 @@ typedef struct sb_evin {
     const char *text; size_t text_len;   /* or NULL */
 } sb_evin;
 
+/* Called on a sink's callback thread when it has taken the events of a sink
+ * whose producer had stopped reading for it (see sb_sink_full). */
+typedef void (*sb_resume_fn)(void *arg);
+
 /* Appends events; the sink is locked from the first append to the flush. */
 typedef struct sb_sink_writer {
     smartbus_sink *sink;
     int locked;
     int signal;
+    sb_resume_fn resume;          /* handed to every sink this writer pauses */
+    void *resume_arg;
 } sb_sink_writer;
 SB_HIDDEN void sb_sink_put(sb_sink_writer *w, smartbus_sink *sink, const sb_evin *ev);
 SB_HIDDEN void sb_sink_flush(sb_sink_writer *w);
-/* Non-zero when the sink holds more than its bound: stop reading. Marks the
- * sink so that its callback thread wakes the I/O thread once drained. */
+/* Non-zero when the sink holds more than its bound: stop reading.  Marks the
+ * sink paused and hands it the writer's resume hook, which its callback
+ * thread calls once it has taken the events. */
 SB_HIDDEN int  sb_sink_full(sb_sink_writer *w, smartbus_sink *sink);
-
-/* ---- engine ------------------------------------------------------------ */
-SB_HIDDEN void sb_engine_wake(void);       /* wakes the I/O thread */
 
 #endif /* SB_INTERNAL_H */

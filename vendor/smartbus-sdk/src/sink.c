@@ -11,7 +11,8 @@
  * count -1 once when the thread ends.  Bounded: when
  * the back buffer holds more than max_bytes, the I/O thread stops reading
  * this sink's sockets until the callback thread has taken the batch
- * (TCP back-pressure instead of unbounded memory).
+ * (TCP back-pressure instead of unbounded memory) and called the resume
+ * hook the I/O thread handed it.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -47,7 +48,9 @@ struct smartbus_sink {
     sb_buf front;                /* delivered by the callback thread */
     size_t max_bytes;
     size_t queued;               /* back.len, readable without the lock */
-    int paused;                  /* the I/O thread stopped reading for us */
+    int paused;                  /* the producer stopped reading for us */
+    sb_resume_fn resume;         /* how to tell it that we have room again */
+    void *resume_arg;
     int stop, done, orphaned;
     pthread_t thread;
     smartbus_batch_cb cb;
@@ -129,7 +132,11 @@ int sb_sink_full(sb_sink_writer *w, smartbus_sink *s)
     int held = w->locked && w->sink == s;
     if (!held) pthread_mutex_lock(&s->lock);
     int full = s->back.len >= s->max_bytes;
-    if (full) s->paused = 1;
+    if (full) {
+        s->paused = 1;
+        s->resume = w->resume;
+        s->resume_arg = w->resume_arg;
+    }
     if (!held) pthread_mutex_unlock(&s->lock);
     return full;
 }
@@ -137,6 +144,17 @@ int sb_sink_full(sb_sink_writer *w, smartbus_sink *s)
 size_t smartbus_sink_pending(smartbus_sink *s)
 {
     return __atomic_load_n(&s->queued, __ATOMIC_RELAXED);
+}
+
+/* frees a sink whose callback thread has ended (or never started) */
+static void sink_destroy(smartbus_sink *s)
+{
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->done_cond);
+    sb_buf_free(&s->back);
+    sb_buf_free(&s->front);
+    free(s);
 }
 
 /* decodes the records of buf and hands them to the callback in batches */
@@ -200,10 +218,11 @@ static void *sink_thread(void *arg)
         busy = 1;
         sb_buf_swap(&s->back, &s->front);
         __atomic_store_n(&s->queued, 0, __ATOMIC_RELAXED);
-        int resume = s->paused;
+        sb_resume_fn resume = s->paused ? s->resume : NULL;
+        void *resume_arg = s->resume_arg;
         s->paused = 0;
         pthread_mutex_unlock(&s->lock);
-        if (resume) sb_engine_wake();
+        if (resume) resume(resume_arg);
         deliver(s, &s->front);
         s->front.len = 0;
         sb_buf_trim(&s->front, SINK_KEEP_CAPACITY);
@@ -220,12 +239,7 @@ static void *sink_thread(void *arg)
     if (orphaned) {
         /* smartbus_sink_free gave up waiting (or was called from this
          * thread): the last one out frees */
-        pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->cond);
-        pthread_cond_destroy(&s->done_cond);
-        sb_buf_free(&s->back);
-        sb_buf_free(&s->front);
-        free(s);
+        sink_destroy(s);
     }
     return NULL;
 }
@@ -246,10 +260,7 @@ smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_que
     pthread_cond_init(&s->done_cond, &ca);
     pthread_condattr_destroy(&ca);
     if (pthread_create(&s->thread, NULL, sink_thread, s) != 0) {
-        pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->cond);
-        pthread_cond_destroy(&s->done_cond);
-        free(s);
+        sink_destroy(s);
         return NULL;
     }
     return s;
@@ -291,10 +302,5 @@ void smartbus_sink_free(smartbus_sink *s, int timeout_ms)
     }
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->cond);
-    pthread_cond_destroy(&s->done_cond);
-    sb_buf_free(&s->back);
-    sb_buf_free(&s->front);
-    free(s);
+    sink_destroy(s);
 }

@@ -1,6 +1,7 @@
 /*
  * util.c - small helpers for the rest of the SDK: growable byte buffers,
- * the monotonic clock, socket flags, the wake-up channel and trace output.
+ * string copies, the monotonic clock, socket flags, the wake-up channel and
+ * trace output.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -56,6 +57,16 @@ void sb_buf_compact(sb_buf *b)
 void sb_buf_trim(sb_buf *b, size_t keep)
 {
     if (b->len == 0 && b->cap > keep) sb_buf_free(b);
+}
+
+void sb_copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = 0;
+    if (src) {
+        while (n + 1 < size && src[n]) n++;
+        memcpy(dst, src, n);
+    }
+    dst[n] = '\0';
 }
 
 int64_t sb_now_ms(void)

@@ -1,10 +1,64 @@
 /*
- * wire.c - the SmartBus packet codec (see smartbus_wire.h).  Pure functions:
+ * wire.c - the SmartBus packet codec (see smartbus_wire.h): the one place
+ * that knows where each field of a head or payload sits.  Pure functions:
  * no allocation, no global state, every read bounds-checked.
  */
 #include <string.h>
 
 #include "smartbus_wire.h"
+
+/* ---- field sizes and offsets ------------------------------------------------
+ * Offsets are from the start of the payload (20 bytes after the head flag)
+ * unless said otherwise. */
+
+/* text fields */
+#define USER_SIZE        64
+#define PASSWORD_SIZE    128
+#define INFO_SIZE        256
+#define VERSION_SIZE     20
+#define PROJECT_SIZE     32
+#define FLOW_ID_SIZE     32
+#define TITLE_SIZE       102
+
+/* registration (offset in the whole packet) */
+#define REG_CONN_INDEX   SBW_HEAD_SIZE
+
+/* global connect (NET.md §10): the inner head, then: */
+#define GLOBAL_UNIT      20
+#define GLOBAL_CLIENT    21
+#define GLOBAL_TYPE      22
+#define GLOBAL_AP_UNIT   23
+#define GLOBAL_STATUS    24
+#define GLOBAL_INFO      25
+
+/* every flow-family payload (invoke, notify, flow ack / result) starts so */
+#define TAG_AT           0
+#define PROJECT_AT       1
+
+/* flow invoke (NET.md §7) */
+#define INVOKE_FLOW      33
+#define INVOKE_MODE      65
+#define INVOKE_CHANNEL   66
+#define INVOKE_ID        70
+#define INVOKE_PARAMS_LEN 74
+#define INVOKE_RESERVED  78      /* zeros up to the parameters */
+#define INVOKE_PARAMS    112     /* parameters, then two NULs: SBW_INVOKE_FIXED = 114 */
+
+/* notify (NET.md §9) */
+#define NOTIFY_MODE      33
+#define NOTIFY_ID        34
+#define NOTIFY_EXPIRES   38
+#define NOTIFY_TITLE     42
+#define NOTIFY_PARAMS_LEN 144
+#define NOTIFY_PARAMS    148     /* parameters, then two NULs: SBW_NOTIFY_FIXED = 150 */
+
+/* flow ack and flow result (NET.md §8) */
+#define REPLY_INVOKE_ID  33
+#define REPLY_CHANNEL    37
+#define REPLY_CODE       41
+#define ACK_TEXT_LEN     45      /* the ack carries its text length ... */
+#define ACK_TEXT         49
+#define RESULT_TEXT      45      /* ... the result does not */
 
 /* ---- strings ------------------------------------------------------------ */
 
@@ -17,11 +71,6 @@ static void put_field(uint8_t *field, size_t size, const char *s, int allow_full
         memcpy(field, s, n);
     }
     memset(field + n, 0, size - n);
-}
-
-void sbw_put_str(uint8_t *field, size_t size, const char *s)
-{
-    put_field(field, size, s, 0);
 }
 
 void sbw_get_str(char *out, const uint8_t *field, size_t size)
@@ -54,26 +103,15 @@ void sbw_put_head(uint8_t *p, const sbw_head *h)
     p[9] = h->dst_client;
     p[10] = h->reserved[0];
     p[11] = h->reserved[1];
-    sbw_put_i32(p + 12, h->packet_size);
-    sbw_put_i32(p + 16, h->datalen);
+    sbw_put_i32(p + SBW_HEAD_PACKET_SIZE_AT, h->packet_size);
+    sbw_put_i32(p + SBW_HEAD_DATALEN_AT, h->datalen);
 }
 
 int sbw_get_head(const uint8_t *p, size_t n, sbw_head *h)
 {
     if (n < SBW_HEAD_SIZE) return SBW_ESHORT;
     if (sbw_get_u16(p) != SMARTBUS_HEAD_FLAG) return SBW_EFLAG;
-    h->cmd = p[2];
-    h->cmdtype = p[3];
-    h->src_type = p[4];
-    h->src_unit = p[5];
-    h->src_client = p[6];
-    h->dst_type = p[7];
-    h->dst_unit = p[8];
-    h->dst_client = p[9];
-    h->reserved[0] = p[10];
-    h->reserved[1] = p[11];
-    h->packet_size = sbw_get_i32(p + 12);
-    h->datalen = sbw_get_i32(p + 16);
+    sbw_read_head(p, h);
     if (h->datalen < 0 || h->datalen > SMARTBUS_MAX_DATA_SIZE) return SBW_ESIZE;
     if (h->packet_size < SBW_HEAD_SIZE + h->datalen) return SBW_ESIZE;
     /* any padding is accepted (NET.md §3.2), within the largest packet */
@@ -84,9 +122,9 @@ int sbw_get_head(const uint8_t *p, size_t n, sbw_head *h)
 /* Writes the head for a payload of `len` bytes, returns the packet size or
  * SBW_ESPACE; the payload itself is written by the caller at out + 20, the
  * padding (zeroed here) after it. */
-static int begin_packet(uint8_t *out, size_t cap, sbw_head *h, int32_t len, int client_rule)
+static int begin_packet(uint8_t *out, size_t cap, sbw_head *h, int32_t len, sbw_padding padding)
 {
-    int32_t pad = sbw_pad(len, client_rule);
+    int32_t pad = sbw_pad(len, padding);
     size_t total = (size_t)SBW_HEAD_SIZE + (size_t)len + (size_t)pad;
     if (len < 0 || total > cap || total > (size_t)INT32_MAX) return SBW_ESPACE;
     h->datalen = len;
@@ -97,9 +135,9 @@ static int begin_packet(uint8_t *out, size_t cap, sbw_head *h, int32_t len, int 
 }
 
 int sbw_put_packet(uint8_t *out, size_t cap, sbw_head *h, const void *payload,
-                   int32_t len, int client_rule)
+                   int32_t len, sbw_padding padding)
 {
-    int total = begin_packet(out, cap, h, len, client_rule);
+    int total = begin_packet(out, cap, h, len, padding);
     if (total > 0 && len > 0) memcpy(out + SBW_HEAD_SIZE, payload, (size_t)len);
     return total;
 }
@@ -149,12 +187,12 @@ int sbw_put_register(uint8_t *out, size_t cap, const sbw_register *r)
     h.packet_size = L->size;
     h.datalen = L->size - SBW_HEAD_SIZE;
     sbw_put_head(out, &h);
-    out[20] = ipc ? 0 : r->conn_index;
+    out[REG_CONN_INDEX] = ipc ? 0 : r->conn_index;
     /* IPC fields may fill the whole field without a terminator (IPC.md §5.2) */
-    put_field(out + L->user, 64, r->user, ipc);
-    put_field(out + L->password, 128, r->password, ipc);
-    put_field(out + L->info, 256, r->info, ipc);
-    if (L->version >= 0) put_field(out + L->version, 20, r->version, 0);
+    put_field(out + L->user, USER_SIZE, r->user, ipc);
+    put_field(out + L->password, PASSWORD_SIZE, r->password, ipc);
+    put_field(out + L->info, INFO_SIZE, r->info, ipc);
+    if (L->version >= 0) put_field(out + L->version, VERSION_SIZE, r->version, 0);
     if (L->pid >= 0) sbw_put_i64(out + L->pid, r->pid);
     if (!ipc) {
         uint8_t *node = out + L->node;
@@ -169,7 +207,7 @@ int sbw_put_register(uint8_t *out, size_t cap, const sbw_register *r)
         e[ENTRY_CONNECTED] = 1;
         sbw_put_i32(e + ENTRY_CLIENT_ID, r->client_id);
         sbw_put_i32(e + ENTRY_CLIENT_TYPE, r->client_type);
-        put_field(e + ENTRY_INFO, 256, r->info, 0);
+        put_field(e + ENTRY_INFO, INFO_SIZE, r->info, 0);
     }
     return L->size;
 }
@@ -194,11 +232,11 @@ int sbw_get_register(const uint8_t *p, size_t n, sbw_register *r)
     r->client_type = h.src_type;
     r->unit_id = h.src_unit;
     r->client_id = h.src_client;
-    r->conn_index = p[20];
-    sbw_get_str(r->user, p + L->user, 64);
-    sbw_get_str(r->password, p + L->password, 128);
-    sbw_get_str(r->info, p + L->info, 256);
-    if (L->version >= 0) sbw_get_str(r->version, p + L->version, 20);
+    r->conn_index = p[REG_CONN_INDEX];
+    sbw_get_str(r->user, p + L->user, USER_SIZE);
+    sbw_get_str(r->password, p + L->password, PASSWORD_SIZE);
+    sbw_get_str(r->info, p + L->info, INFO_SIZE);
+    if (L->version >= 0) sbw_get_str(r->version, p + L->version, VERSION_SIZE);
     if (L->pid >= 0) r->pid = sbw_get_i64(p + L->pid);
     r->ap_unit = layout == SBW_REG_IPC ? -1 : sbw_get_i32(p + L->node + NODE_AP_UNIT);
     return SBW_OK;
@@ -209,7 +247,8 @@ int sbw_get_register(const uint8_t *p, size_t n, sbw_register *r)
 int sbw_put_register_ack(uint8_t *out, size_t cap, const sbw_head *hin, int32_t result,
                          int node_size)
 {
-    size_t total = (size_t)SBW_HEAD_SIZE + 4 + (size_t)(node_size > 0 ? node_size : 0);
+    size_t node = (size_t)(node_size > 0 ? node_size : 0);
+    size_t total = (size_t)SBW_HEAD_SIZE + SBW_REG_ACK_FIXED + node;
     if (cap < total) return SBW_ESPACE;
     sbw_head h = *hin;
     h.cmd = SMARTBUS_CMD_REGISTER_ACK;
@@ -217,8 +256,8 @@ int sbw_put_register_ack(uint8_t *out, size_t cap, const sbw_head *hin, int32_t 
     h.packet_size = (int32_t)total;
     h.datalen = (int32_t)total - SBW_HEAD_SIZE;
     sbw_put_head(out, &h);
-    sbw_put_i32(out + 20, result);
-    memset(out + 24, 0, total - 24);
+    sbw_put_i32(out + SBW_HEAD_SIZE, result);
+    memset(out + SBW_HEAD_SIZE + SBW_REG_ACK_FIXED, 0, node);
     return (int)total;
 }
 
@@ -227,9 +266,9 @@ int sbw_get_register_ack(const uint8_t *p, size_t n, int *ap_unit, int32_t *resu
     sbw_head h;
     int rc = sbw_get_head(p, n, &h);
     if (rc != SBW_OK) return rc;
-    if (h.datalen < 4 || n < 24) return SBW_EFORMAT;
+    if (h.datalen < SBW_REG_ACK_FIXED || n < SBW_HEAD_SIZE + SBW_REG_ACK_FIXED) return SBW_EFORMAT;
     *ap_unit = (int)(int8_t)h.src_unit;   /* a signed byte (NET.md §5.2) */
-    *result = sbw_get_i32(p + 20);
+    *result = sbw_get_i32(p + SBW_HEAD_SIZE);
     return SBW_OK;
 }
 
@@ -239,7 +278,7 @@ int sbw_put_heartbeat(uint8_t *out, size_t cap, sbw_head *h, const sbw_heartbeat
 {
     int old = hb->layout == SBW_HB_OLD;
     int32_t len = old ? SBW_HB_OLD_SIZE - SBW_HEAD_SIZE : SBW_HB_NEW_SIZE - SBW_HEAD_SIZE;
-    int total = begin_packet(out, cap, h, len, 0);
+    int total = begin_packet(out, cap, h, len, SBW_PAD_NONE);
     if (total < 0) return total;
     uint8_t *q = out + SBW_HEAD_SIZE;
     if (old) {
@@ -281,23 +320,35 @@ int sbw_get_heartbeat(const uint8_t *p, size_t n, sbw_heartbeat *hb)
     return SBW_OK;
 }
 
+/* cmd 5 -> cmd 6 */
+int sbw_put_heartbeat_ack(uint8_t *out, size_t cap, const uint8_t *hb, int32_t datalen)
+{
+    sbw_head in;
+    sbw_read_head(hb, &in);
+    sbw_head h = { .cmd = SMARTBUS_CMD_HEARTBEAT_ACK, .cmdtype = SMARTBUS_CMDTYPE_INTERNAL,
+                   .src_type = in.dst_type, .src_unit = in.dst_unit, .src_client = in.dst_client,
+                   .dst_type = in.src_type, .dst_unit = in.src_unit, .dst_client = in.src_client };
+    return sbw_put_packet(out, cap, &h, hb + SBW_HEAD_SIZE, datalen, SBW_PAD_NONE);
+}
+
 /* ---- global connect ------------------------------------------------------ */
 
-int sbw_put_global(uint8_t *out, size_t cap, sbw_head *h, const sbw_global *g, int client_rule)
+int sbw_put_global(uint8_t *out, size_t cap, sbw_head *h, const sbw_global *g,
+                   sbw_padding padding)
 {
-    int total = begin_packet(out, cap, h, SBW_GLOBAL_PAYLOAD, client_rule);
+    int total = begin_packet(out, cap, h, SBW_GLOBAL_PAYLOAD, padding);
     if (total < 0) return total;
     uint8_t *q = out + SBW_HEAD_SIZE;
     sbw_head inner = g->inner;
     inner.packet_size = SBW_GLOBAL_PAYLOAD;
     inner.datalen = SBW_GLOBAL_PAYLOAD - SBW_HEAD_SIZE;
     sbw_put_head(q, &inner);
-    q[20] = g->unit_id;
-    q[21] = g->client_id;
-    q[22] = g->client_type;
-    q[23] = g->ap_unit;
-    q[24] = g->status;
-    put_field(q + 25, 256, g->info, 0);
+    q[GLOBAL_UNIT] = g->unit_id;
+    q[GLOBAL_CLIENT] = g->client_id;
+    q[GLOBAL_TYPE] = g->client_type;
+    q[GLOBAL_AP_UNIT] = g->ap_unit;
+    q[GLOBAL_STATUS] = g->status;
+    put_field(q + GLOBAL_INFO, INFO_SIZE, g->info, 0);
     return total;
 }
 
@@ -307,178 +358,188 @@ int sbw_get_global(const uint8_t *payload, size_t len, sbw_global *g)
     memset(g, 0, sizeof *g);
     /* the inner head is not validated: receivers ignore it */
     const uint8_t *q = payload;
-    g->inner.cmd = q[2];
-    g->inner.cmdtype = q[3];
-    g->inner.src_type = q[4];
-    g->inner.src_unit = q[5];
-    g->inner.src_client = q[6];
-    g->inner.dst_type = q[7];
-    g->inner.dst_unit = q[8];
-    g->inner.dst_client = q[9];
-    g->inner.packet_size = sbw_get_i32(q + 12);
-    g->inner.datalen = sbw_get_i32(q + 16);
-    g->unit_id = q[20];
-    g->client_id = q[21];
-    g->client_type = q[22];
-    g->ap_unit = q[23];
-    g->status = q[24];
-    sbw_get_str(g->info, q + 25, 256);
+    sbw_read_head(q, &g->inner);
+    g->unit_id = q[GLOBAL_UNIT];
+    g->client_id = q[GLOBAL_CLIENT];
+    g->client_type = q[GLOBAL_TYPE];
+    g->ap_unit = q[GLOBAL_AP_UNIT];
+    g->status = q[GLOBAL_STATUS];
+    sbw_get_str(g->info, q + GLOBAL_INFO, INFO_SIZE);
+    return SBW_OK;
+}
+
+/* ---- the flow family: invoke, notify, flow ack / result ---------------------- */
+
+/* Writes the head, the tag byte and the project of a flow-family payload of
+ * `len` bytes; returns the packet size or SBW_ESPACE. */
+static int begin_tagged(uint8_t *out, size_t cap, sbw_head *h, int32_t len, sbw_padding padding,
+                        uint8_t tag, const char *project)
+{
+    int total = begin_packet(out, cap, h, len, padding);
+    if (total < 0) return total;
+    uint8_t *q = out + SBW_HEAD_SIZE;
+    q[TAG_AT] = tag;
+    put_field(q + PROJECT_AT, PROJECT_SIZE, project, 0);
+    return total;
+}
+
+/* Reads the project of a flow-family payload of at least `fixed` bytes;
+ * SBW_EFORMAT when it is shorter. */
+static int get_tagged(const uint8_t *payload, size_t len, size_t fixed, char *project)
+{
+    if (len < fixed) return SBW_EFORMAT;
+    sbw_get_str(project, payload + PROJECT_AT, PROJECT_SIZE);
+    return SBW_OK;
+}
+
+/* begin_tagged() for an invoke or notify: a payload of `fixed` bytes plus
+ * `params_len` of parameter text (SBW_EFORMAT when that does not fit) */
+static int begin_with_params(uint8_t *out, size_t cap, sbw_head *h, int32_t fixed,
+                             int32_t params_len, sbw_padding padding, uint8_t tag,
+                             const char *project)
+{
+    if (params_len < 0 || params_len > SMARTBUS_MAX_DATA_SIZE - fixed) return SBW_EFORMAT;
+    return begin_tagged(out, cap, h, fixed + params_len, padding, tag, project);
+}
+
+/* the parameter text of an invoke or notify: its length at len_at, the
+ * bytes at text_at, then two NULs */
+static void put_params(uint8_t *q, int len_at, int text_at, const char *params, int32_t n)
+{
+    sbw_put_i32(q + len_at, n);
+    if (n) memcpy(q + text_at, params, (size_t)n);
+    q[text_at + n] = 0;
+    q[text_at + n + 1] = 0;
+}
+
+/* reads what put_params wrote; len >= text_at (the fixed part was checked) */
+static int get_params(const uint8_t *q, size_t len, int len_at, int text_at,
+                      const char **params, int32_t *params_len)
+{
+    int32_t n = sbw_get_i32(q + len_at);
+    size_t room = len - (size_t)text_at;
+    if (n < 0 || (size_t)n > room) return SBW_EFORMAT;
+    *params = (const char *)(q + text_at);
+    *params_len = bounded_len(q + text_at, (size_t)n);
     return SBW_OK;
 }
 
 /* ---- flow invoke ----------------------------------------------------------- */
 
-int sbw_invoke_payload_size(int32_t params_len)
+int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v,
+                   sbw_padding padding)
 {
-    return SBW_INVOKE_FIXED + params_len;
-}
-
-int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v, int client_rule)
-{
-    if (v->params_len < 0 || v->params_len > SMARTBUS_MAX_DATA_SIZE - SBW_INVOKE_FIXED)
-        return SBW_EFORMAT;
-    int32_t len = sbw_invoke_payload_size(v->params_len);
-    int total = begin_packet(out, cap, h, len, client_rule);
+    int total = begin_with_params(out, cap, h, SBW_INVOKE_FIXED, v->params_len, padding,
+                                  SMARTBUS_SYSCMD_INVOKE_FLOW, v->project);
     if (total < 0) return total;
     uint8_t *q = out + SBW_HEAD_SIZE;
-    q[0] = SMARTBUS_SYSCMD_INVOKE_FLOW;
-    put_field(q + 1, 32, v->project, 0);
-    put_field(q + 33, 32, v->flow, 0);
-    q[65] = v->mode;
-    sbw_put_i32(q + 66, v->channel);
-    sbw_put_i32(q + 70, v->invoke_id);
-    sbw_put_i32(q + 74, v->params_len);
-    memset(q + 78, 0, 34);
-    if (v->params_len) memcpy(q + 112, v->params, (size_t)v->params_len);
-    q[112 + v->params_len] = 0;
-    q[113 + v->params_len] = 0;
+    put_field(q + INVOKE_FLOW, FLOW_ID_SIZE, v->flow, 0);
+    q[INVOKE_MODE] = v->mode;
+    sbw_put_i32(q + INVOKE_CHANNEL, v->channel);
+    sbw_put_i32(q + INVOKE_ID, v->invoke_id);
+    memset(q + INVOKE_RESERVED, 0, INVOKE_PARAMS - INVOKE_RESERVED);
+    put_params(q, INVOKE_PARAMS_LEN, INVOKE_PARAMS, v->params, v->params_len);
     return total;
 }
 
 int sbw_get_invoke(const uint8_t *payload, size_t len, sbw_invoke *v)
 {
-    if (len < SBW_INVOKE_FIXED) return SBW_EFORMAT;
-    const uint8_t *q = payload;
     memset(v, 0, sizeof *v);
-    sbw_get_str(v->project, q + 1, 32);
-    sbw_get_str(v->flow, q + 33, 32);
-    v->mode = q[65];
-    v->channel = sbw_get_i32(q + 66);
-    v->invoke_id = sbw_get_i32(q + 70);
-    int32_t L = sbw_get_i32(q + 74);
-    size_t room = len - 112;                 /* bytes from the params start */
-    if (L < 0 || (size_t)L > room) return SBW_EFORMAT;
-    v->params = (const char *)(q + 112);
-    v->params_len = bounded_len(q + 112, (size_t)L);
-    return SBW_OK;
+    if (get_tagged(payload, len, SBW_INVOKE_FIXED, v->project) != SBW_OK) return SBW_EFORMAT;
+    const uint8_t *q = payload;
+    sbw_get_str(v->flow, q + INVOKE_FLOW, FLOW_ID_SIZE);
+    v->mode = q[INVOKE_MODE];
+    v->channel = sbw_get_i32(q + INVOKE_CHANNEL);
+    v->invoke_id = sbw_get_i32(q + INVOKE_ID);
+    return get_params(q, len, INVOKE_PARAMS_LEN, INVOKE_PARAMS, &v->params, &v->params_len);
 }
 
 /* ---- flow ack / result ---------------------------------------------------- */
 
-/* tag, project[32], invoke id, channel, code, [length,] text, NUL (padded
- * with NULs up to the minimum size the clients accept) */
+/* tag, project, invoke id, channel, code, [length,] text, NUL (padded with
+ * NULs up to the minimum size the clients accept) */
 static int put_flow_reply(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
-                          int client_rule, uint8_t tag, int text_at, int32_t min_len)
+                          sbw_padding padding, uint8_t tag, int text_at, int32_t min_len)
 {
-    if (r->text_len < 0 || r->text_len > SMARTBUS_MAX_DATA_SIZE - 64) return SBW_EFORMAT;
+    if (r->text_len < 0 || r->text_len > SMARTBUS_MAX_DATA_SIZE - SBW_FLOW_REPLY_MAX_FIXED)
+        return SBW_EFORMAT;
     int32_t len = text_at + r->text_len + 1;
     if (len < min_len) len = min_len;
-    int total = begin_packet(out, cap, h, len, client_rule);
+    int total = begin_tagged(out, cap, h, len, padding, tag, r->project);
     if (total < 0) return total;
     uint8_t *q = out + SBW_HEAD_SIZE;
-    q[0] = tag;
-    put_field(q + 1, 32, r->project, 0);
-    sbw_put_i32(q + 33, r->invoke_id);
-    sbw_put_i32(q + 37, r->channel);
-    sbw_put_i32(q + 41, r->code);
-    if (text_at == 49) sbw_put_i32(q + 45, r->text_len);
+    sbw_put_i32(q + REPLY_INVOKE_ID, r->invoke_id);
+    sbw_put_i32(q + REPLY_CHANNEL, r->channel);
+    sbw_put_i32(q + REPLY_CODE, r->code);
+    if (text_at == ACK_TEXT) sbw_put_i32(q + ACK_TEXT_LEN, r->text_len);
     if (r->text_len) memcpy(q + text_at, r->text, (size_t)r->text_len);
     memset(q + text_at + r->text_len, 0, (size_t)(len - text_at - r->text_len));
     return total;
 }
 
-int sbw_put_flow_ack(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r, int client_rule)
+int sbw_put_flow_ack(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
+                     sbw_padding padding)
 {
-    return put_flow_reply(out, cap, h, r, client_rule, SMARTBUS_SYSCMD_FLOW_ACK, 49, SBW_FLOW_ACK_MIN);
+    return put_flow_reply(out, cap, h, r, padding, SMARTBUS_SYSCMD_FLOW_ACK, ACK_TEXT,
+                          SBW_FLOW_ACK_MIN);
 }
 
 int sbw_put_flow_result(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
-                        int client_rule)
+                        sbw_padding padding)
 {
-    return put_flow_reply(out, cap, h, r, client_rule, SMARTBUS_SYSCMD_FLOW_RESULT, 45,
+    return put_flow_reply(out, cap, h, r, padding, SMARTBUS_SYSCMD_FLOW_RESULT, RESULT_TEXT,
                           SBW_FLOW_RET_MIN);
 }
 
-static void get_flow_common(const uint8_t *q, sbw_flow_reply *r)
+/* What a client reads (NET.md §8.2/8.3): invoke id, code, text up to its NUL. */
+static int get_flow_reply(const uint8_t *payload, size_t len, size_t min_len, int text_at,
+                          sbw_flow_reply *r)
 {
     memset(r, 0, sizeof *r);
-    sbw_get_str(r->project, q + 1, 32);
-    r->invoke_id = sbw_get_i32(q + 33);
-    r->channel = sbw_get_i32(q + 37);
+    if (get_tagged(payload, len, min_len, r->project) != SBW_OK) return SBW_EFORMAT;
+    r->invoke_id = sbw_get_i32(payload + REPLY_INVOKE_ID);
+    r->channel = sbw_get_i32(payload + REPLY_CHANNEL);
+    r->code = sbw_get_i32(payload + REPLY_CODE);
+    r->text = (const char *)(payload + text_at);
+    r->text_len = bounded_len(payload + text_at, len - (size_t)text_at);
+    return SBW_OK;
 }
 
 int sbw_get_flow_ack(const uint8_t *payload, size_t len, sbw_flow_reply *r)
 {
-    if (len < SBW_FLOW_ACK_MIN) return SBW_EFORMAT;
-    get_flow_common(payload, r);
-    r->code = sbw_get_i32(payload + 41);
-    r->text = (const char *)(payload + 49);
-    r->text_len = bounded_len(payload + 49, len - 49);
-    return SBW_OK;
+    return get_flow_reply(payload, len, SBW_FLOW_ACK_MIN, ACK_TEXT, r);
 }
 
 int sbw_get_flow_result(const uint8_t *payload, size_t len, sbw_flow_reply *r)
 {
-    if (len < SBW_FLOW_RET_MIN) return SBW_EFORMAT;
-    get_flow_common(payload, r);
-    r->code = sbw_get_i32(payload + 41);
-    r->text = (const char *)(payload + 45);
-    r->text_len = bounded_len(payload + 45, len - 45);
-    return SBW_OK;
+    return get_flow_reply(payload, len, SBW_FLOW_RET_MIN, RESULT_TEXT, r);
 }
 
 /* ---- notify ---------------------------------------------------------------- */
 
-int sbw_notify_payload_size(int32_t params_len)
+int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v,
+                   sbw_padding padding)
 {
-    return SBW_NOTIFY_FIXED + params_len;
-}
-
-int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v, int client_rule)
-{
-    if (v->params_len < 0 || v->params_len > SMARTBUS_MAX_DATA_SIZE - SBW_NOTIFY_FIXED)
-        return SBW_EFORMAT;
-    int32_t len = sbw_notify_payload_size(v->params_len);
-    int total = begin_packet(out, cap, h, len, client_rule);
+    int total = begin_with_params(out, cap, h, SBW_NOTIFY_FIXED, v->params_len, padding,
+                                  SMARTBUS_SYSCMD_NOTIFY, v->project);
     if (total < 0) return total;
     uint8_t *q = out + SBW_HEAD_SIZE;
-    q[0] = SMARTBUS_SYSCMD_NOTIFY;
-    put_field(q + 1, 32, v->project, 0);
-    q[33] = v->mode;
-    sbw_put_i32(q + 34, v->notify_id);
-    sbw_put_i32(q + 38, v->expires);
-    put_field(q + 42, 102, v->title, 0);
-    sbw_put_i32(q + 144, v->params_len);
-    if (v->params_len) memcpy(q + 148, v->params, (size_t)v->params_len);
-    q[148 + v->params_len] = 0;
-    q[149 + v->params_len] = 0;
+    q[NOTIFY_MODE] = v->mode;
+    sbw_put_i32(q + NOTIFY_ID, v->notify_id);
+    sbw_put_i32(q + NOTIFY_EXPIRES, v->expires);
+    put_field(q + NOTIFY_TITLE, TITLE_SIZE, v->title, 0);
+    put_params(q, NOTIFY_PARAMS_LEN, NOTIFY_PARAMS, v->params, v->params_len);
     return total;
 }
 
 int sbw_get_notify(const uint8_t *payload, size_t len, sbw_notify *v)
 {
-    if (len < SBW_NOTIFY_FIXED) return SBW_EFORMAT;
-    const uint8_t *q = payload;
     memset(v, 0, sizeof *v);
-    sbw_get_str(v->project, q + 1, 32);
-    v->mode = q[33];
-    v->notify_id = sbw_get_i32(q + 34);
-    v->expires = sbw_get_i32(q + 38);
-    sbw_get_str(v->title, q + 42, 102);
-    int32_t L = sbw_get_i32(q + 144);
-    size_t room = len - 148;
-    if (L < 0 || (size_t)L > room) return SBW_EFORMAT;
-    v->params = (const char *)(q + 148);
-    v->params_len = bounded_len(q + 148, (size_t)L);
-    return SBW_OK;
+    if (get_tagged(payload, len, SBW_NOTIFY_FIXED, v->project) != SBW_OK) return SBW_EFORMAT;
+    const uint8_t *q = payload;
+    v->mode = q[NOTIFY_MODE];
+    v->notify_id = sbw_get_i32(q + NOTIFY_ID);
+    v->expires = sbw_get_i32(q + NOTIFY_EXPIRES);
+    sbw_get_str(v->title, q + NOTIFY_TITLE, TITLE_SIZE);
+    return get_params(q, len, NOTIFY_PARAMS_LEN, NOTIFY_PARAMS, &v->params, &v->params_len);
 }

@@ -1,0 +1,186 @@
+/*
+ * client_internal.h - what the files of the client engine share and nobody
+ * else sees: the client and link structures, the process-wide engine, and
+ * the functions each file offers the others.
+ *
+ * Threads and data:
+ * - Application threads call smartbus_client_send() & co. (sendq.c).  They
+ *   append the encoded packet to the client's send queue under the client's
+ *   lock and wake the I/O thread only when the queue goes from empty to
+ *   non-empty while the I/O thread sleeps in poll() (no system call per
+ *   message).
+ * - The I/O thread (engine.c) owns every socket.  It swaps a client's whole
+ *   send queue into the active link's write buffer and writes it with one
+ *   send() (sendq.c, link.c); it reads big chunks, parses every complete
+ *   packet, answers pings, heartbeats and global-connect events itself
+ *   (link.c), settles pending flows (flows.c), and appends the events for
+ *   the application to the client's sink (one sink lock per burst).
+ * - The sink's callback thread delivers events to the application (sink.c).
+ *
+ * The files, one job each; calls go one way only
+ * (client -> engine -> link / sendq / flows, sendq -> link / flows,
+ * link -> flows):
+ *   client.c  a client's life: configuration checks, new, free, getters
+ *   engine.c  the I/O thread and the engine's life (attach, detach)
+ *   link.c    one link: connect, register, heartbeat, read, parse, answer, write
+ *   flows.c   the pending-flow table: start, timers, matching of acks and results
+ *   sendq.c   the send API and the send queue (append; hand-off to the link)
+ */
+#ifndef CLIENT_INTERNAL_H
+#define CLIENT_INTERNAL_H
+
+#include <sys/un.h>
+
+#include "sb_internal.h"
+
+/* ---- a link: one connection of a client to a server ------------------------ */
+
+typedef enum sb_link_state {
+    LINK_OFF,                   /* not started, or closed for good by the client */
+    LINK_WAIT,                  /* waiting for next_connect_at */
+    LINK_CONNECTING,            /* non-blocking connect() in progress */
+    LINK_OPEN,                  /* connected, registration sent */
+    LINK_REGISTERED,            /* registration accepted */
+    LINK_DEAD                   /* registration refused for good */
+} sb_link_state;
+
+typedef struct sb_link {
+    int index;                  /* 0 master, 1 slave */
+    int fd;
+    sb_link_state state;
+    char host[MAX_SMARTBUS_IPADDR_SIZE];
+    int port;
+    int64_t next_connect_at, next_heartbeat_at, last_rx_at, registered_at;
+    int64_t hb_counter;
+    int fail_reported;
+    sb_buf rbuf;                /* received bytes; off = parse position */
+    sb_buf wbuf;                /* bytes to write; off = written */
+} sb_link;
+
+/* a pending flow invocation (flows.c) */
+typedef struct sb_flow sb_flow;
+
+struct smartbus_client {
+    /* configuration (immutable after new) */
+    int kind;
+    int client_id, client_type;
+    char ipc_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char user[65], password[129], info[257];
+    size_t max_bytes;
+    int max_msgs;
+    smartbus_sink *sink;
+
+    /* I/O thread state */
+    sb_link links[2];
+    int nlinks;
+    int active;                 /* link carrying application traffic, -1 none */
+    int64_t next_flow_check;
+    int64_t linger_until;       /* closing: flush until then (0: not yet closing) */
+    struct smartbus_client *next;
+
+    /* shared */
+    int unit_id;                /* NET: configured; IPC: learnt (atomic) */
+    int ap_unit;                /* atomic */
+    int registered;             /* registered links (atomic) */
+    int started, closing, detached;   /* under sb_io_engine.lock */
+
+    pthread_mutex_t lock;       /* send queue, flow table, stats */
+    sb_buf sendq;
+    int sendq_msgs;             /* atomic */
+    sb_flow *flows;
+    int flows_live, flows_used;
+    smartbus_client_stats st;
+};
+
+/* the client's own unit (NET: configured; IPC: learnt from the ack) */
+static inline int sb_own_unit(smartbus_client *c)
+{
+    return sb_load(&c->unit_id);
+}
+
+/* The head of every packet a client sends: its own address as source.
+ * Inline: it is on the per-message send path. */
+static inline sbw_head sb_client_head(smartbus_client *c, int cmd, int cmdtype, int dst_type,
+                                      int dst_unit, int dst_client)
+{
+    sbw_head h = { .cmd = (uint8_t)cmd, .cmdtype = (uint8_t)cmdtype,
+                   .src_type = (uint8_t)c->client_type, .src_unit = (uint8_t)sb_own_unit(c),
+                   .src_client = (uint8_t)c->client_id, .dst_type = (uint8_t)dst_type,
+                   .dst_unit = (uint8_t)dst_unit, .dst_client = (uint8_t)dst_client };
+    return h;
+}
+
+/* ---- the process-wide engine (engine.c) ------------------------------------ */
+
+typedef struct sb_engine {
+    pthread_mutex_t life;       /* serialises engine start / stop */
+    pthread_mutex_t lock;       /* client lists */
+    pthread_cond_t cond;        /* client detached */
+    smartbus_client *adds;      /* waiting to be adopted by the I/O thread */
+    smartbus_client *live;      /* owned by the I/O thread */
+    int nclients;
+    int running, stop;
+    int waker_ok;               /* waker opened (once; never closed) */
+    sb_waker waker;
+    pthread_t thread;
+    int polling;                /* the I/O thread is (about to be) asleep */
+} sb_engine;
+
+SB_HIDDEN extern sb_engine sb_io_engine;
+
+/* Wakes the I/O thread (any thread). */
+static inline void sb_engine_wake(void)
+{
+    if (sb_load(&sb_io_engine.waker_ok)) sb_waker_wake(&sb_io_engine.waker);
+}
+
+/* The send path's wake-up: only when the I/O thread sleeps in poll(), and
+ * only once per sleep (the caller's queue went from empty to non-empty). */
+static inline void sb_engine_wake_sleeper(void)
+{
+    if (sb_load(&sb_io_engine.polling) && sb_xchg(&sb_io_engine.polling, 0))
+        sb_waker_wake(&sb_io_engine.waker);
+}
+
+/* Lets go of a started client: the I/O thread closes its links (after the
+ * linger time) and forgets it; stops the thread after the last client.
+ * Nothing to do for a client that was never started. */
+SB_HIDDEN void sb_engine_detach(smartbus_client *c);
+
+/* ---- links (link.c; I/O thread) -------------------------------------------- */
+
+/* Connects, reconnects, heartbeats and liveness of link k; lowers *timeout
+ * to the next time it needs the thread.  paused: the sink is full. */
+SB_HIDDEN void sb_link_timers(smartbus_client *c, sb_link *k, int64_t now, int *timeout,
+                              int paused, sb_sink_writer *w);
+/* the socket of a connecting link became writable */
+SB_HIDDEN void sb_link_connect_done(smartbus_client *c, sb_link *k, int64_t now,
+                                    sb_sink_writer *w);
+/* reads and handles what the server sent */
+SB_HIDDEN void sb_link_read(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w);
+/* writes what the link has queued; -1 when the link closed */
+SB_HIDDEN int  sb_link_write(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w);
+/* closes every link of a client that is being let go */
+SB_HIDDEN void sb_link_close_all(smartbus_client *c);
+
+/* ---- pending flows (flows.c) ------------------------------------------------ */
+
+/* Application thread, c->lock held: records invocation `id` with its ack
+ * and result timers.  NULL when the table is full (or out of memory). */
+SB_HIDDEN sb_flow *sb_flow_start(smartbus_client *c, int32_t id, const char *project_id,
+                                 int mode, int timeout_ms);
+/* c->lock held: forgets a flow whose invocation could not be queued */
+SB_HIDDEN void sb_flow_cancel(smartbus_client *c, sb_flow *f);
+/* I/O thread: fires expired timers (every FLOW_CHECK_MS while flows are
+ * pending); returns ms until the next check, or -1 with nothing pending. */
+SB_HIDDEN int  sb_flows_tick(smartbus_client *c, int64_t now, sb_sink_writer *w);
+/* I/O thread: a flow ack (cmd 13) or result (cmd 12) arrived */
+SB_HIDDEN void sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h,
+                                 sb_sink_writer *w);
+
+/* ---- the send queue (sendq.c; I/O thread side) ------------------------------ */
+
+/* moves the application's send queue to the active link and writes */
+SB_HIDDEN void sb_sendq_pump(smartbus_client *c, int64_t now, sb_sink_writer *w);
+
+#endif /* CLIENT_INTERNAL_H */

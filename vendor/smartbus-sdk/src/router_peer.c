@@ -1,0 +1,187 @@
+/*
+ * router_peer.c - the bytes of the router's connections: accept new ones,
+ * read into their in buffers, write their out buffers, drain refused ones,
+ * close and free them.  What the bytes mean is router_route.c's; these
+ * functions report a broken connection to their caller instead of
+ * disconnecting it themselves (a disconnect involves the registration).
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "router_internal.h"
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0            /* SO_NOSIGPIPE is set instead where it exists */
+#endif
+
+#define RT_READ_MIN          ((size_t)64 << 10)   /* free space before each read */
+#define RT_OUT_KEEP          ((size_t)4 << 20)    /* empty out buffers above this are freed */
+#define RT_ACCEPT_BATCH      64
+#define RT_ACCEPT_BACKOFF_MS 100                  /* after EMFILE and the like */
+#define RT_DRAIN_CHUNK       4096
+
+/* ---- accept --------------------------------------------------------------- */
+
+void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
+{
+    for (int k = 0; k < RT_ACCEPT_BATCH; k++) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                sb_trace("router: accept: %s", strerror(errno));
+                r->accept_pause_until = r->now + RT_ACCEPT_BACKOFF_MS;
+            }
+            return;
+        }
+        if (sb_set_nonblock(fd) != 0) {
+            close(fd);
+            continue;
+        }
+        if (!ipc) sb_set_nodelay(fd);
+#ifdef SO_NOSIGPIPE
+        {
+            int one = 1;
+            (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+        }
+#endif
+        if (r->npeers == r->cappeers) {
+            size_t cap = r->cappeers ? r->cappeers * 2 : 16;
+            rt_peer **np = realloc(r->peers, cap * sizeof *np);
+            if (!np) {
+                close(fd);
+                return;
+            }
+            r->peers = np;
+            r->cappeers = cap;
+        }
+        rt_peer *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            return;
+        }
+        c->fd = fd;
+        c->ipc = (uint8_t)ipc;
+        r->peers[r->npeers++] = c;
+        ST_ADD(r, accepted, 1);
+        sb_trace("router: accepted fd %d (%s)", fd, ipc ? "ipc" : "tcp");
+    }
+}
+
+/* ---- input ---------------------------------------------------------------- */
+
+int sb_peer_read(rt_peer *c, const char **why)
+{
+    sb_buf *b = &c->in;
+    if (b->off > 0) sb_buf_compact(b);
+    size_t want = RT_READ_MIN;
+    if (b->len >= SBW_HEAD_SIZE) {
+        sbw_head h;
+        if (sbw_get_head(b->p, b->len, &h) != SBW_OK) {
+            *why = "bad packet head";
+            return -1;
+        }
+        if ((size_t)h.packet_size > b->len + want) want = (size_t)h.packet_size - b->len;
+    }
+    if (sb_buf_reserve(b, want) != 0) {
+        *why = "out of memory";
+        return -1;
+    }
+    ssize_t n = read(c->fd, b->p + b->len, b->cap - b->len);
+    if (n > 0) {
+        b->len += (size_t)n;
+        return 1;
+    }
+    if (n == 0) {
+        *why = "end of stream";
+        return -1;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        *why = strerror(errno);
+        return -1;
+    }
+    return 0;
+}
+
+int sb_peer_input_ready(const rt_peer *c)
+{
+    if (c->dead || c->closing || c->blocked_on) return 0;
+    size_t avail = c->in.len - c->in.off;
+    if (avail < SBW_HEAD_SIZE) return 0;
+    sbw_head h;
+    if (sbw_get_head(c->in.p + c->in.off, avail, &h) != SBW_OK) return 1;
+    return (size_t)h.packet_size <= avail;
+}
+
+/* Input is discarded until the peer closes, so that close() does not turn
+ * into a reset that could destroy the ack in flight. */
+int sb_peer_drain(rt_peer *c)
+{
+    uint8_t tmp[RT_DRAIN_CHUNK];
+    ssize_t n = read(c->fd, tmp, sizeof tmp);
+    if (n == 0) return -1;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
+    return 0;
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+int sb_peer_write(smartbus_router *r, rt_peer *c, const char **why)
+{
+    sb_buf *b = &c->out;
+    size_t n = b->len - b->off;
+    if (n == 0) return 0;
+    ssize_t w = send(c->fd, b->p + b->off, n, MSG_NOSIGNAL);
+    if (w > 0) {
+        b->off += (size_t)w;
+        if (b->off == b->len) {
+            b->off = b->len = 0;
+            sb_buf_trim(b, RT_OUT_KEEP);
+        }
+        if (c->congested) {
+            size_t left = out_pending(c);
+            if (left == 0 || left < r->max_out / 2) c->congested = 0;
+            else c->stall_ref = r->now;
+        }
+    } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        *why = strerror(errno);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- closing and freeing ------------------------------------------------------ */
+
+void sb_peer_close(smartbus_router *r, rt_peer *c, const char *why)
+{
+    c->dead = 1;
+    sb_trace("router: close fd %d (%u/%u/%u): %s", c->fd, c->type, c->unit, c->client, why);
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    ST_ADD(r, closed, 1);
+    for (size_t i = 0; i < r->npeers; i++)
+        if (r->peers[i]->blocked_on == c) r->peers[i]->blocked_on = NULL;
+}
+
+void sb_peer_free(rt_peer *c)
+{
+    if (c->fd >= 0) close(c->fd);
+    sb_buf_free(&c->in);
+    sb_buf_free(&c->out);
+    free(c);
+}
+
+void sb_peers_sweep(smartbus_router *r)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < r->npeers; i++) {
+        rt_peer *c = r->peers[i];
+        if (c->dead) sb_peer_free(c);
+        else r->peers[j++] = c;
+    }
+    r->npeers = j;
+}

@@ -1,0 +1,241 @@
+/*
+ * router_route.c - the bus behind the router: what each received packet
+ * means and where it goes.  Registration (and its refusal), heartbeat
+ * answers, global-connect events about arrivals and departures, routing by
+ * destination with back-pressure on the sender, disconnects.  The rules
+ * are in router_internal.h.
+ */
+#include <string.h>
+
+#include "router_internal.h"
+
+#define RT_IN_KEEP           ((size_t)1 << 20)    /* empty read buffers above this are freed */
+#define RT_HB_MAX_ECHO       1024                 /* larger "heartbeats" are not echoed */
+
+/* ---- packets the router makes -------------------------------------------- */
+
+/* the head of a packet from the router (a node, client 0) */
+static sbw_head router_head(const smartbus_router *r, uint8_t cmd, uint8_t cmdtype,
+                            uint8_t dst_type, uint8_t dst_unit, uint8_t dst_client)
+{
+    sbw_head h = { .cmd = cmd, .cmdtype = cmdtype, .src_type = SMARTBUS_NODECLI_TYPE_NODE,
+                   .src_unit = r->unit, .src_client = 0, .dst_type = dst_type,
+                   .dst_unit = dst_unit, .dst_client = dst_client };
+    return h;
+}
+
+/* Room for `need` bytes of control traffic to c, always granted (it pauses
+ * nobody); NULL when out of memory, and c is then disconnected. */
+static uint8_t *control_room(smartbus_router *r, rt_peer *c, size_t need)
+{
+    if (out_reserve(c, need) != 0) {
+        sb_route_disconnect(r, c, "out of memory");
+        return NULL;
+    }
+    return c->out.p + c->out.len;
+}
+
+/* accounts the `n` bytes encoded at control_room() */
+static void control_added(smartbus_router *r, rt_peer *c, int n)
+{
+    if (n <= 0) return;              /* cannot happen: room was reserved */
+    c->out.len += (size_t)n;
+    out_appended(r, c);
+}
+
+/* cmd 9 / 10 to `to` about `about` (NET.md §10) */
+static void send_global(smartbus_router *r, rt_peer *to, uint8_t cmd, const rt_peer *about,
+                        uint8_t status)
+{
+    size_t need = SBW_HEAD_SIZE + SBW_GLOBAL_PAYLOAD;
+    uint8_t *q = control_room(r, to, need);
+    if (!q) return;
+    sbw_head h = router_head(r, cmd, SMARTBUS_CMDTYPE_SYSTEM, to->type, to->unit, to->client);
+    sbw_global g;
+    memset(&g, 0, sizeof g);
+    g.inner = h;
+    g.unit_id = about->unit;
+    g.client_id = about->client;
+    g.client_type = about->type;
+    g.ap_unit = r->unit;
+    g.status = status;
+    memcpy(g.info, about->info, sizeof g.info);
+    control_added(r, to, sbw_put_global(q, need, &h, &g, SBW_PAD_NONE));
+}
+
+/* cmd 5 -> cmd 6 with the payload echoed, src and dst swapped (NET.md §5.4) */
+static void answer_heartbeat(smartbus_router *r, rt_peer *c, const uint8_t *p, int32_t datalen)
+{
+    if (datalen > RT_HB_MAX_ECHO) return;
+    size_t need = SBW_HEAD_SIZE + (size_t)datalen;
+    uint8_t *q = control_room(r, c, need);
+    if (!q) return;
+    control_added(r, c, sbw_put_heartbeat_ack(q, need, p, datalen));
+    ST_ADD(r, heartbeats, 1);
+}
+
+static void send_register_ack(smartbus_router *r, rt_peer *c, uint8_t type, uint8_t unit,
+                              uint8_t client, int32_t result)
+{
+    int node = c->ipc ? SBW_NODE_IPC_SIZE : SBW_NODE_NET_SIZE;
+    size_t need = SBW_HEAD_SIZE + SBW_REG_ACK_FIXED + (size_t)node;
+    uint8_t *q = control_room(r, c, need);
+    if (!q) return;
+    sbw_head h = router_head(r, 0, 0, type, unit, client);
+    control_added(r, c, sbw_put_register_ack(q, need, &h, result, node));
+}
+
+/* ---- disconnects ------------------------------------------------------------ */
+
+void sb_route_disconnect(smartbus_router *r, rt_peer *c, const char *why)
+{
+    if (c->dead) return;
+    sb_peer_close(r, c, why);
+    if (c->registered) {
+        c->registered = 0;
+        if (r->table[c->unit][c->client] == c) r->table[c->unit][c->client] = NULL;
+        st_clients(r, -1);
+        for (size_t i = 0; i < r->npeers; i++) {
+            rt_peer *o = r->peers[i];
+            if (o != c && o->registered && !o->dead)
+                send_global(r, o, SMARTBUS_SYSCMD_GLOBAL_CONNECT, c, SMARTBUS_GLOBAL_DISCONNECTED);
+        }
+    }
+}
+
+/* ---- registration -------------------------------------------------------------- */
+
+static void handle_register(smartbus_router *r, rt_peer *c, const uint8_t *p, const sbw_head *h)
+{
+    sbw_register reg;
+    int32_t result = SMARTBUS_ERR_OK;
+    uint8_t unit = c->ipc ? r->unit : h->src_unit;
+    uint8_t type = h->src_type, client = h->src_client;
+
+    if (sbw_get_register(p, (size_t)h->packet_size, &reg) != SBW_OK) {
+        result = SMARTBUS_ERR_ARGUMENT;          /* cmd 1 of none of the three layouts */
+    } else if (!c->ipc && (unit < MIN_SMARTBUS_NETCLI_UNITID || unit >= MAX_SMARTBUS_NODE_NUM)) {
+        result = SMARTBUS_ERR_UNITID_INVALID;
+    } else if (r->auth) {
+        if (reg.user[0] == '\0') result = SMARTBUS_ERR_AUTHOR;
+        else if (strcmp(reg.user, r->user) != 0) result = SMARTBUS_ERR_USER;
+        else if (strcmp(reg.password, r->password) != 0) result = SMARTBUS_ERR_PWD;
+    }
+    if (result == SMARTBUS_ERR_OK && r->table[unit][client] != NULL)
+        result = SMARTBUS_ERR_CONNECTED;
+
+    send_register_ack(r, c, type, unit, client, result);
+    if (c->dead) return;
+    if (result != SMARTBUS_ERR_OK) {
+        sb_trace("router: registration of %u/%u/%u refused: %d", type, unit, client, (int)result);
+        c->closing = 1;
+        ST_ADD(r, refused, 1);
+        return;
+    }
+
+    c->registered = 1;
+    c->type = type;
+    c->unit = unit;
+    c->client = client;
+    memcpy(c->info, reg.info, sizeof c->info);
+    r->table[unit][client] = c;
+    ST_ADD(r, registered, 1);
+    st_clients(r, 1);
+    sb_trace("router: registered %u/%u/%u (%s)", type, unit, client, c->ipc ? "ipc" : "tcp");
+
+    for (size_t i = 0; i < r->npeers && !c->dead; i++) {
+        rt_peer *o = r->peers[i];
+        if (o == c || !o->registered || o->dead) continue;
+        send_global(r, c, SMARTBUS_SYSCMD_GLOBAL_CONNECT_ANSWER, o, SMARTBUS_GLOBAL_EXISTING);
+        if (!o->dead)
+            send_global(r, o, SMARTBUS_SYSCMD_GLOBAL_CONNECT, c, SMARTBUS_GLOBAL_CONNECTED);
+    }
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+/* Appends one packet to d as forwarded (sbw_put_forwarded).  Returns 1 when
+ * d is congested, 0 otherwise, -1 when d died. */
+static int deliver(smartbus_router *r, rt_peer *d, const uint8_t *p, int32_t datalen)
+{
+    if (out_reserve(d, SBW_HEAD_SIZE + (size_t)datalen) != 0) {
+        sb_route_disconnect(r, d, "out of memory");
+        return -1;
+    }
+    d->out.len += sbw_put_forwarded(d->out.p + d->out.len, p, datalen);
+    ST_ADD(r, routed_msgs, 1);
+    ST_ADD(r, routed_bytes, datalen);
+    return out_appended(r, d);
+}
+
+static void route(smartbus_router *r, rt_peer *s, const uint8_t *p, const sbw_head *h)
+{
+    int delivered = 0;
+    rt_peer *full = NULL;
+    if (h->dst_client == 0xFF) {
+        rt_peer *const *row = r->table[h->dst_unit];
+        for (int i = 0; i < 256; i++) {
+            rt_peer *d = row[i];
+            if (!d || d == s || d->type != h->dst_type) continue;
+            int rc = deliver(r, d, p, h->datalen);
+            if (rc >= 0) delivered = 1;
+            if (rc > 0) full = d;
+        }
+    } else {
+        rt_peer *d = r->table[h->dst_unit][h->dst_client];
+        if (d) {
+            int rc = deliver(r, d, p, h->datalen);
+            if (rc >= 0) delivered = 1;
+            if (rc > 0) full = d;
+        }
+    }
+    if (!delivered) ST_ADD(r, dropped_no_route, 1);
+    if (full && !s->dead && !full->dead && !s->blocked_on) {
+        s->blocked_on = full;
+        ST_ADD(r, paused_reads, 1);
+    }
+}
+
+/* ---- received packets ------------------------------------------------------------ */
+
+static void handle_packet(smartbus_router *r, rt_peer *c, const uint8_t *p, const sbw_head *h)
+{
+    if (h->cmdtype == SMARTBUS_CMDTYPE_INTERNAL) {
+        if (h->cmd == SMARTBUS_CMD_HEARTBEAT) {
+            answer_heartbeat(r, c, p, h->datalen);
+        } else if (!c->registered) {
+            if (h->cmd == SMARTBUS_CMD_REGISTER) handle_register(r, c, p, h);
+            else ST_ADD(r, dropped_unregistered, 1);
+        }
+        return;                       /* other cmdtype-0 packets: ignored */
+    }
+    if (!c->registered) {
+        ST_ADD(r, dropped_unregistered, 1);
+        return;
+    }
+    if (h->cmdtype == SMARTBUS_CMDTYPE_SYSTEM && h->cmd == SMARTBUS_SYSCMD_GLOBAL_CONNECT_ANSWER)
+        return;                       /* absorbed, see router_internal.h */
+    route(r, c, p, h);
+}
+
+void sb_route_input(smartbus_router *r, rt_peer *c)
+{
+    sb_buf *b = &c->in;
+    while (!c->dead && !c->closing && !c->blocked_on) {
+        size_t avail = b->len - b->off;
+        if (avail < SBW_HEAD_SIZE) break;
+        const uint8_t *p = b->p + b->off;
+        sbw_head h;
+        if (sbw_get_head(p, avail, &h) != SBW_OK) {
+            sb_route_disconnect(r, c, "bad packet head");
+            return;
+        }
+        if ((size_t)h.packet_size > avail) break;
+        handle_packet(r, c, p, &h);
+        b->off += (size_t)h.packet_size;
+    }
+    if (b->off == b->len) {
+        b->off = b->len = 0;
+        sb_buf_trim(b, RT_IN_KEEP);
+    }
+}

@@ -1,0 +1,346 @@
+/*
+ * sendq.c - the send API of a client and its send queue.  Application
+ * threads check their arguments (NET.md §6.1, IPC.md §4.2), encode the
+ * packet (data, ping, flow invoke, notify, flow ack / result) and append
+ * it to the client's send queue under the client's lock; the I/O thread
+ * hands the whole queue to the active link (sb_sendq_pump).
+ *
+ * Wake-up rule: the I/O thread is woken only when a queue goes from empty
+ * to non-empty while it sleeps in poll(), at most once per sleep: no system
+ * call per message.  Bounded: max_send_msgs / max_send_bytes, then
+ * SMARTBUS_ERR_BUFF_FULL.
+ */
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <string.h>
+
+#include "client_internal.h"
+
+#define PUMP_ROUNDS 4           /* queue hand-offs per link and I/O turn */
+
+static int32_t g_invoke_id;    /* per-process counters, first id 1 */
+static int32_t g_notify_id;
+
+/* ---- checks --------------------------------------------------------------- */
+
+/* a client does not send to itself: a NET client not to its own unit, an
+ * IPC client not to its own address */
+static int check_not_self(smartbus_client *c, int dst_unit, int dst_client)
+{
+    if (c->kind == SMARTBUS_KIND_NET)
+        return dst_unit == c->unit_id ? SMARTBUS_ERR_SEND_OWN : 0;
+    return (dst_unit == sb_load(&c->ap_unit) && dst_client == c->client_id)
+           ? SMARTBUS_ERR_SEND_OWN : 0;
+}
+
+/* The checks of a flow invocation or a notify, in the vendor's order: the
+ * IPSC it goes to, the caller's other arguments (args_ok), the parameter
+ * text (*params_len: up to the NUL when < 0; need_params: not empty). */
+static int check_flow_call(int server_unit, int process_index, int args_ok, const char *params,
+                           int *params_len, int need_params)
+{
+    if (server_unit < 0 || server_unit >= MAX_GLOBAL_SMART_NODE) return SMARTBUS_ERR_UNITID_INVALID;
+    if (process_index < 0 || process_index > 255) return SMARTBUS_ERR_CLIENTID_INVALID;
+    if (!args_ok) return SMARTBUS_ERR_ARGUMENT;
+    if (*params_len < 0) *params_len = (int)strnlen(params, SMARTBUS_MAX_FLOW_PARAM_SIZE + 1);
+    if (need_params && *params_len == 0) return SMARTBUS_ERR_ARGUMENT;
+    if (*params_len > SMARTBUS_MAX_FLOW_PARAM_SIZE) return SMARTBUS_ERR_MAX_DATASIZE;
+    return 0;
+}
+
+/* the next id of a per-process counter: 1, 2, ... and 1 again after wrapping */
+static int32_t next_id(int32_t *counter)
+{
+    int32_t id = __atomic_add_fetch(counter, 1, __ATOMIC_SEQ_CST);
+    if (id <= 0) {
+        __atomic_store_n(counter, 1, __ATOMIC_SEQ_CST);
+        id = 1;
+    }
+    return id;
+}
+
+/* ---- the queue ------------------------------------------------------------ */
+
+/* Makes room for `need` more bytes in the send queue of a locked client.
+ * On success returns 0 with the lock still held; *was_empty tells whether
+ * the queue was empty.  On failure the lock is released. */
+static int queue_begin_locked(smartbus_client *c, size_t need, int *was_empty)
+{
+    if (sb_load(&c->registered) <= 0) {
+        pthread_mutex_unlock(&c->lock);
+        return SMARTBUS_ERR_CONN_NOT_ESTAB;
+    }
+    if (c->sendq_msgs >= c->max_msgs || (c->sendq.len > 0 && c->sendq.len + need > c->max_bytes)) {
+        c->st.send_full++;
+        pthread_mutex_unlock(&c->lock);
+        return SMARTBUS_ERR_BUFF_FULL;
+    }
+    if (sb_buf_reserve(&c->sendq, need) != 0) {
+        pthread_mutex_unlock(&c->lock);
+        return SMARTBUS_ERR_MEM_ALLOC;
+    }
+    *was_empty = c->sendq_msgs == 0;
+    return 0;
+}
+
+/* Locks the client, then queue_begin_locked(). */
+static int queue_begin(smartbus_client *c, size_t need, int *was_empty)
+{
+    pthread_mutex_lock(&c->lock);
+    return queue_begin_locked(c, need, was_empty);
+}
+
+/* where the next packet is encoded */
+static uint8_t *queue_tail(smartbus_client *c)
+{
+    return c->sendq.p + c->sendq.len;
+}
+
+/* Accounts `n` packets of `bytes` payload, unlocks and wakes the I/O thread
+ * when it sleeps and the queue was empty. */
+static void queue_end(smartbus_client *c, int n, uint64_t bytes, int was_empty)
+{
+    sb_store(&c->sendq_msgs, c->sendq_msgs + n);
+    c->st.sent_msgs += (uint64_t)n;
+    c->st.sent_bytes += bytes;
+    pthread_mutex_unlock(&c->lock);
+    if (was_empty) sb_engine_wake_sleeper();
+}
+
+/* Ends a queue_begin() that encoded one packet of `encoded` bytes (<= 0: an
+ * encoder error) carrying `bytes` of the caller's text; 0 or an error code. */
+static int queue_commit(smartbus_client *c, int encoded, int bytes, int was_empty)
+{
+    if (encoded > 0) c->sendq.len += (size_t)encoded;
+    queue_end(c, encoded > 0, encoded > 0 ? (uint64_t)bytes : 0, was_empty);
+    return encoded > 0 ? 0 : SMARTBUS_ERR_ARGUMENT;
+}
+
+/* Encodes one data packet at the tail of a queue with room for it. */
+static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
+                    int dst_type, const void *data, int size)
+{
+    sbw_head h = sb_client_head(c, cmd, cmdtype, dst_type, dst_unit, dst_client);
+    int n = sbw_put_packet(queue_tail(c), sbw_packet_room(size), &h, data, size, SBW_PAD_CLIENT);
+    if (n < 0) return SMARTBUS_ERR_ARGUMENT;
+    c->sendq.len += (size_t)n;
+    return 0;
+}
+
+/* I/O thread */
+void sb_sendq_pump(smartbus_client *c, int64_t now, sb_sink_writer *w)
+{
+    for (int i = 0; i < c->nlinks; i++) {
+        sb_link *k = &c->links[i];
+        if (k->fd < 0 || k->state < LINK_OPEN) continue;
+        for (int round = 0; round < PUMP_ROUNDS; round++) {
+            if (i == c->active && k->wbuf.len == 0 && sb_load(&c->sendq_msgs) > 0) {
+                pthread_mutex_lock(&c->lock);
+                sb_buf_swap(&c->sendq, &k->wbuf);
+                c->sendq.len = c->sendq.off = 0;
+                sb_store(&c->sendq_msgs, 0);
+                pthread_mutex_unlock(&c->lock);
+            }
+            if (k->wbuf.len == 0) break;
+            if (sb_link_write(c, k, now, w) < 0 || k->wbuf.len != 0) break;
+        }
+    }
+}
+
+/* ---- data and pings --------------------------------------------------------- */
+
+static int send_packet(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
+                       int dst_type, const void *data, int size, int flags)
+{
+    if (size < 0 || !data) size = 0;    /* a negative size is sent as datalen 0 */
+    int was_empty;
+    size_t need = sbw_packet_room(size);
+    int rc;
+    if (flags & SMARTBUS_SEND_TRYLOCK) {
+        if (pthread_mutex_trylock(&c->lock) != 0) return SMARTBUS_ERR_WOULDBLOCK;
+        rc = queue_begin_locked(c, need, &was_empty);
+    } else {
+        rc = queue_begin(c, need, &was_empty);
+    }
+    if (rc != 0) return rc;
+    rc = put_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
+    queue_end(c, rc == 0, rc == 0 ? (uint64_t)size : 0, was_empty);
+    return rc;
+}
+
+int smartbus_client_send_ex(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
+                            int dst_client, int dst_type, const void *data, int size, int flags)
+{
+    int rc = sb_check_unit_and_size(dst_unit, size);
+    if (rc) return rc;
+    if (flags & SMARTBUS_SEND_PING) {
+        if ((rc = check_not_self(c, dst_unit, dst_client)) != 0) return rc;
+        return send_packet(c, SMARTBUS_SYSCMD_PING, SMARTBUS_CMDTYPE_SYSTEM, dst_unit,
+                           dst_client, dst_type, data, size, flags);
+    }
+    if ((cmdtype & 0xFF) == SMARTBUS_CMDTYPE_INTERNAL) return SMARTBUS_ERR_CMDTYPE_INVALID;
+    if ((rc = check_not_self(c, dst_unit, dst_client)) != 0) return rc;
+    return send_packet(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size, flags);
+}
+
+int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
+                         int dst_type, const void *data, int size)
+{
+    return smartbus_client_send_ex(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size, 0);
+}
+
+int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
+                              int dst_client, int dst_type, const void *const *datas,
+                              const int *sizes, int count, int *err)
+{
+    *err = sb_check_unit_and_size(dst_unit, 0);
+    if (!*err && (cmdtype & 0xFF) == SMARTBUS_CMDTYPE_INTERNAL) *err = SMARTBUS_ERR_CMDTYPE_INVALID;
+    if (!*err) *err = check_not_self(c, dst_unit, dst_client);
+    if (*err || count <= 0) return 0;
+    size_t total = 0;
+    for (int i = 0; i < count; i++) {
+        if (sizes[i] > SMARTBUS_MAX_DATA_SIZE) { *err = SMARTBUS_ERR_MAX_DATASIZE; count = i; break; }
+        total += sbw_packet_room(sizes[i] > 0 ? sizes[i] : 0);
+    }
+    if (count == 0) return 0;
+    int was_empty;
+    int rc = queue_begin(c, total, &was_empty);
+    if (rc != 0) { *err = rc; return 0; }
+    int done = 0;
+    uint64_t bytes = 0;
+    int room = c->max_msgs - c->sendq_msgs;
+    for (; done < count; done++) {
+        if (done >= room) { *err = SMARTBUS_ERR_BUFF_FULL; c->st.send_full++; break; }
+        int size = sizes[done] > 0 && datas[done] ? sizes[done] : 0;
+        if ((rc = put_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, datas[done], size)) != 0) {
+            *err = rc;
+            break;
+        }
+        bytes += (uint64_t)size;
+    }
+    queue_end(c, done, bytes, was_empty);
+    return done;
+}
+
+int smartbus_client_ping(smartbus_client *c, int dst_unit, int dst_client, int dst_type,
+                         const void *data, int size)
+{
+    return smartbus_client_send_ex(c, 0, 0, dst_unit, dst_client, dst_type, data, size,
+                                   SMARTBUS_SEND_PING);
+}
+
+/* ---- flows and notifies ------------------------------------------------------- */
+
+/* a message to an IPSC being queued */
+typedef struct ipsc_message {
+    sbw_head head;
+    size_t room;                /* made in the queue for it */
+    int was_empty;              /* the queue was empty (queue_begin) */
+} ipsc_message;
+
+/* queue_begin() for a message to IPSC (server_unit, process_index) with a
+ * payload of `payload_size` bytes */
+static int queue_begin_to_ipsc(smartbus_client *c, int cmd, int server_unit, int process_index,
+                               int payload_size, ipsc_message *m)
+{
+    m->head = sb_client_head(c, cmd, SMARTBUS_CMDTYPE_SYSTEM, SMARTBUS_NODECLI_TYPE_IPSC,
+                             server_unit, process_index);
+    m->room = sbw_packet_room(payload_size);
+    return queue_begin(c, m->room, &m->was_empty);
+}
+
+int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process_index,
+                                const char *project_id, const char *flow_id, int mode,
+                                int timeout_ms, const char *params, int params_len)
+{
+    if (!params) params = "";
+    int rc = check_flow_call(server_unit, process_index,
+                             project_id && flow_id && mode >= 0 && mode <= 255, params,
+                             &params_len, 0);
+    if (rc) return rc;
+
+    int32_t id = next_id(&g_invoke_id);
+    sbw_invoke v = { .mode = (uint8_t)mode, .channel = -1, .invoke_id = id, .params = params,
+                     .params_len = params_len };
+    sb_copy_str(v.project, sizeof v.project, project_id);
+    sb_copy_str(v.flow, sizeof v.flow, flow_id);
+    ipsc_message m;
+    rc = queue_begin_to_ipsc(c, SMARTBUS_SYSCMD_INVOKE_FLOW, server_unit, process_index,
+                             sbw_invoke_payload_size(params_len), &m);
+    if (rc != 0) return rc;
+    sb_flow *f = sb_flow_start(c, id, project_id, mode, timeout_ms);
+    if (!f) {
+        pthread_mutex_unlock(&c->lock);
+        return SMARTBUS_ERR_BUFF_FULL;
+    }
+    int n = sbw_put_invoke(queue_tail(c), m.room, &m.head, &v, SBW_PAD_CLIENT);
+    if (n <= 0) sb_flow_cancel(c, f);
+    if ((rc = queue_commit(c, n, params_len, m.was_empty)) != 0) return rc;
+    sb_engine_wake();    /* so that the I/O thread starts checking timers */
+    return id;
+}
+
+int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
+                           const char *project_id, const char *title, int mode, int expires_ms,
+                           const char *params, int params_len)
+{
+    int rc = check_flow_call(server_unit, process_index,
+                             title && *title && params && mode >= 0 && mode <= 255, params,
+                             &params_len, 1);
+    if (rc) return rc;
+
+    int32_t id = next_id(&g_notify_id);
+    sbw_notify v = { .mode = (uint8_t)mode, .notify_id = id, .expires = expires_ms,
+                     .params = params, .params_len = params_len };
+    sb_copy_str(v.project, sizeof v.project, project_id);
+    sb_copy_str(v.title, sizeof v.title, title);
+    ipsc_message m;
+    rc = queue_begin_to_ipsc(c, SMARTBUS_SYSCMD_NOTIFY, server_unit, process_index,
+                             sbw_notify_payload_size(params_len), &m);
+    if (rc != 0) return rc;
+    int n = sbw_put_notify(queue_tail(c), m.room, &m.head, &v, SBW_PAD_CLIENT);
+    rc = queue_commit(c, n, params_len, m.was_empty);
+    return rc ? rc : id;
+}
+
+/* a flow ack (cmd 13) or result (cmd 12) back to an invoker */
+static int send_flow_reply(smartbus_client *c, int cmd, int dst_unit, int dst_client,
+                           int dst_type, const char *project_id, int invoke_id, int code,
+                           const char *text, int text_len)
+{
+    if (dst_unit < 0 || dst_unit > 255 || dst_client < 0 || dst_client > 255 || dst_type < 0 ||
+        dst_type > 255)
+        return SMARTBUS_ERR_ARGUMENT;
+    if (!text) text = "";
+    if (text_len < 0) text_len = (int)strlen(text);
+    if (text_len > SMARTBUS_MAX_DATA_SIZE - SBW_FLOW_REPLY_MAX_FIXED)
+        return SMARTBUS_ERR_MAX_DATASIZE;
+    sbw_flow_reply r = { .invoke_id = invoke_id, .channel = -1, .code = code, .text = text,
+                         .text_len = text_len };
+    sb_copy_str(r.project, sizeof r.project, project_id);
+    sbw_head h = sb_client_head(c, cmd, SMARTBUS_CMDTYPE_SYSTEM, dst_type, dst_unit, dst_client);
+    size_t need = sbw_packet_room(SBW_FLOW_REPLY_MAX_FIXED + text_len);
+    int was_empty;
+    int rc = queue_begin(c, need, &was_empty);
+    if (rc != 0) return rc;
+    int n = cmd == SMARTBUS_SYSCMD_FLOW_RESULT
+            ? sbw_put_flow_result(queue_tail(c), need, &h, &r, SBW_PAD_CLIENT)
+            : sbw_put_flow_ack(queue_tail(c), need, &h, &r, SBW_PAD_CLIENT);
+    return queue_commit(c, n, text_len, was_empty);
+}
+
+int smartbus_client_flow_ack(smartbus_client *c, int dst_unit, int dst_client, int dst_type,
+                             const char *project_id, int invoke_id, int code, const char *text,
+                             int text_len)
+{
+    return send_flow_reply(c, SMARTBUS_SYSCMD_FLOW_ACK, dst_unit, dst_client, dst_type,
+                           project_id, invoke_id, code, text, text_len);
+}
+
+int smartbus_client_flow_result(smartbus_client *c, int dst_unit, int dst_client, int dst_type,
+                                const char *project_id, int invoke_id, int code,
+                                const char *text, int text_len)
+{
+    return send_flow_reply(c, SMARTBUS_SYSCMD_FLOW_RESULT, dst_unit, dst_client, dst_type,
+                           project_id, invoke_id, code, text, text_len);
+}
