@@ -18,7 +18,7 @@ SDK_SOURCES = [os.path.join(SDK, "src", name) for name in
 INCLUDES = [os.path.join(SDK, "include"), os.path.join(SDK, "src")]
 SDK_HEADERS = [os.path.join(d, h) for d in INCLUDES for h in sorted(os.listdir(d))
                if h.endswith(".h")]
-# the binding's parts, included into smartbus/_native.pyx (.pxi) or by them (.h)
+# the binding's parts, included into smartbus/_native.pyx (.pyx) or by them (.h)
 BINDING_PARTS = [os.path.join("smartbus", "native", name)
                  for name in sorted(os.listdir(os.path.join("smartbus", "native")))]
 

@@ -16,6 +16,11 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
 
     _own_sink = None        # the event sink made for this client alone, if any
 
+    @classmethod
+    def create(cls, *args, **kwargs):
+        """Creates a client (same arguments as the constructor)."""
+        return cls(*args, **kwargs)
+
     def _open_client(self, sink, kind, unit_id, client_id, client_type, user, password, info,
                      event_executor, **address):
         """Creates the client in the SDK (not connecting yet) on ``sink``, or

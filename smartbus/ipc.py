@@ -41,11 +41,6 @@ class Client(ClientAPI):
             Client._instance = self
 
     @classmethod
-    def create(cls, *args, **kwargs):
-        """Creates the singleton (AlreadyExistsError if there is one)."""
-        return cls(*args, **kwargs)
-
-    @classmethod
     def get_or_create(cls, *args, **kwargs):
         """The singleton, created with these arguments if there is none."""
         with _lock:

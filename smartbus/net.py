@@ -67,11 +67,6 @@ class Client(ClientAPI):
         return Client._unit_id is not None
 
     @classmethod
-    def create(cls, *args, **kwargs):
-        """Creates a client (same arguments as the constructor)."""
-        return cls(*args, **kwargs)
-
-    @classmethod
     def find(cls, client_id, default=None):
         """The instance with local client id ``client_id``, or ``default``."""
         return Client._instances.get(client_id, default)

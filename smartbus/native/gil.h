@@ -2,7 +2,7 @@
  * gil.h - GIL handling for the threads the C SDK calls back on (the event
  * sinks' callback threads), and the process-wide "exiting" flag that stops
  * them touching Python once the interpreter shuts down.  Included once, by
- * the binding (smartbus/_native.pyx through smartbus/native/events.pxi).
+ * the binding (smartbus/_native.pyx through smartbus/native/events.pyx).
  */
 #ifndef SMARTBUS_NATIVE_GIL_H
 #define SMARTBUS_NATIVE_GIL_H

@@ -27,6 +27,19 @@ cdef inline int _check_byte(int v, str name) except -1:
     return 0
 
 
+cdef inline int _check_header(int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
+                              int dst_client_type, bint ping) except -1:
+    # the head fields of a send (a ping's cmd and cmd_type are the SDK's)
+    if not ping:
+        _check_byte(cmd, "cmd")
+        _check_byte(cmd_type, "cmd_type")
+    if dst_unit_id < 0:
+        raise SmartBusError(SMARTBUS_ERR_UNITID_INVALID, "SMARTBUS_ERR_UNITID_INVALID")
+    _check_byte(dst_client_id, "dst_client_id")
+    _check_byte(dst_client_type, "dst_client_type")
+    return 0
+
+
 
 cdef class NativeClient:
     """Native half of a SmartBus client: the client in the SDK and the hot
@@ -158,13 +171,7 @@ cdef class NativeClient:
         cdef bint have_view = False
         cdef int rc
         cdef int flags = SMARTBUS_SEND_PING if ping else 0
-        if not ping:
-            _check_byte(cmd, "cmd")
-            _check_byte(cmd_type, "cmd_type")
-        if dst_unit_id < 0:
-            raise SmartBusError(SMARTBUS_ERR_UNITID_INVALID, "SMARTBUS_ERR_UNITID_INVALID")
-        _check_byte(dst_client_id, "dst_client_id")
-        _check_byte(dst_client_type, "dst_client_type")
+        _check_header(cmd, cmd_type, dst_unit_id, dst_client_id, dst_client_type, ping)
         if type(data) is bytes:
             buf = PyBytes_AS_STRING(data)
             n = PyBytes_GET_SIZE(data)
@@ -217,12 +224,7 @@ cdef class NativeClient:
         cdef const void **ptrs
         cdef int *sizes
         cdef int err = 0, done
-        _check_byte(cmd, "cmd")
-        _check_byte(cmd_type, "cmd_type")
-        if dst_unit_id < 0:
-            raise SmartBusError(SMARTBUS_ERR_UNITID_INVALID, "SMARTBUS_ERR_UNITID_INVALID")
-        _check_byte(dst_client_id, "dst_client_id")
-        _check_byte(dst_client_type, "dst_client_type")
+        _check_header(cmd, cmd_type, dst_unit_id, dst_client_id, dst_client_type, False)
         items = datas if isinstance(datas, (list, tuple)) else list(datas)
         count = len(items)
         if count == 0:
