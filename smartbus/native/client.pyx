@@ -1,6 +1,6 @@
 # Part of smartbus._native: NativeClient, the native half of the NET and IPC
-# clients (smartbus._client.ClientAPI subclasses it): the client in the SDK,
-# its life cycle, and the sending methods.  Arguments are converted to C
+# clients (smartbus._client.ClientAPI and the flow server's connection
+# subclass it): the client in the SDK, its life cycle, and the sends.  Arguments are converted to C
 # types and the SDK call runs with the GIL released, except the sends of
 # small payloads (see GIL_KEEP_MAX_BYTES).  _inflight counts the calls of
 # other threads running without the GIL, so _close() does not free the SDK
@@ -38,7 +38,6 @@ cdef inline int _check_header(int cmd, int cmd_type, int dst_unit_id, int dst_cl
     _check_byte(dst_client_id, "dst_client_id")
     _check_byte(dst_client_type, "dst_client_type")
     return 0
-
 
 
 cdef class NativeClient:
@@ -313,7 +312,6 @@ cdef class NativeClient:
 
     def _on_registered(self, int access_unit_id):
         self.on_connect()
-
 
 
 cdef inline void _sleep_ms(int ms) noexcept nogil:

@@ -140,7 +140,10 @@ def decode_packet(data):
         elif kind == "invoke":
             d.update(_invoke_fields(p, plen))
         elif kind == "flow_ack" or kind == "flow_result":
-            rc = sbw_get_flow_ack(p, plen, &fr) if kind == "flow_ack" else sbw_get_flow_result(p, plen, &fr)
+            if kind == "flow_ack":
+                rc = sbw_get_flow_ack(p, plen, &fr)
+            else:
+                rc = sbw_get_flow_result(p, plen, &fr)
             if rc != SBW_OK:
                 raise ValueError("bad %s payload" % kind)
             d.update(project_id=fr.project, invoke_id=fr.invoke_id, channel=fr.channel,

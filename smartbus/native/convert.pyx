@@ -18,4 +18,3 @@ cdef inline bytes _opt_bytes(s, str name, encoding="utf-8"):
     if isinstance(s, str):
         return (<str>s).encode(encoding)
     raise TypeError("%s must be str or bytes, not %s" % (name, type(s).__name__))
-
