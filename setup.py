@@ -19,6 +19,9 @@ SDK_SOURCES = sorted(glob.glob(os.path.join(SDK, "src", "*.c")))
 INCLUDES = [os.path.join(SDK, "include"), os.path.join(SDK, "src")]
 SDK_HEADERS = [os.path.join(d, h) for d in INCLUDES for h in sorted(os.listdir(d))
                if h.endswith(".h")]
+# the binding's parts, included into smartbus/_native.pyx (.pyx) or by them (.h)
+BINDING_PARTS = [os.path.join("smartbus", "native", name)
+                 for name in sorted(os.listdir(os.path.join("smartbus", "native")))]
 
 
 def flag(name):
@@ -52,9 +55,10 @@ ext_args = COMMON + OPT + (SANITIZE if flag("SMARTBUS_SANITIZE") else [])
 link_args = ["-pthread"] + (["-fsanitize=address,undefined"] if flag("SMARTBUS_SANITIZE") else [])
 
 extensions = [
-    # depends: relink when the SDK changes (its objects are extra_objects)
+    # depends: rebuild when a part of the binding changes; relink when the SDK
+    # changes (its objects are extra_objects)
     Extension("smartbus._native", ["smartbus/_native.pyx"], include_dirs=INCLUDES,
-              depends=SDK_SOURCES + SDK_HEADERS, extra_compile_args=ext_args,
+              depends=BINDING_PARTS + SDK_SOURCES + SDK_HEADERS, extra_compile_args=ext_args,
               extra_link_args=link_args),
 ]
 

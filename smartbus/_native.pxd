@@ -1,8 +1,9 @@
 # cython: language_level=3
-"""C API of the bundled SmartBus SDK (vendor/smartbus-sdk) and the layouts of
-the extension types, for `cimport` from other Cython code."""
+"""Declarations of smartbus._native: the part of the bundled C SDK's API
+(vendor/smartbus-sdk/include) that the binding uses, and the layouts of its
+extension types, for `cimport` from other Cython code."""
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 
 cdef extern from "smartbus.h" nogil:
@@ -10,118 +11,52 @@ cdef extern from "smartbus.h" nogil:
         SMARTBUS_PACKET_HEAD_SIZE
         SMARTBUS_MAX_DATA_SIZE
         SMARTBUS_MAX_FLOW_PARAM_SIZE
+        SMARTBUS_FLOW_MODE_NORESULT
+        MAX_GLOBAL_SMART_NODE
+        MIN_SMARTBUS_NETCLI_UNITID
+        MAX_SMARTBUS_NETCLI_UNITID_NUM
+        SMARTBUS_CMDTYPE_INTERNAL
         SMARTBUS_CMDTYPE_SYSTEM
+        SMARTBUS_CMD_REGISTER
+        SMARTBUS_CMD_REGISTER_ACK
+        SMARTBUS_CMD_HEARTBEAT
+        SMARTBUS_CMD_HEARTBEAT_ACK
         SMARTBUS_SYSCMD_PING
         SMARTBUS_SYSCMD_PING_ACK
-        SMARTBUS_ERR_OK
-        SMARTBUS_ERR_ARGUMENT
+        SMARTBUS_SYSCMD_GLOBAL_CONNECT
+        SMARTBUS_SYSCMD_GLOBAL_CONNECT_ANSWER
+        SMARTBUS_SYSCMD_INVOKE_FLOW
+        SMARTBUS_SYSCMD_FLOW_RESULT
+        SMARTBUS_SYSCMD_FLOW_ACK
+        SMARTBUS_SYSCMD_NOTIFY
+        SMARTBUS_NODECLI_TYPE_IPSC
         SMARTBUS_ERR_UNITID_INVALID
-        SMARTBUS_ERR_CLIENTID_INVALID
         SMARTBUS_ERR_MAX_DATASIZE
-        SMARTBUS_ERR_TIMEOUT
-        SMARTBUS_ERR_OTHER
-
-    ctypedef struct SMARTBUS_PACKET_HEAD:
-        uint16_t head_flag
-        uint8_t cmd
-        uint8_t cmdtype
-        uint8_t src_unit_client_type
-        uint8_t src_unit_id
-        uint8_t src_unit_client_id
-        uint8_t dest_unit_client_type
-        uint8_t dest_unit_id
-        uint8_t dest_unit_client_id
-        uint8_t reserved[2]
-        int32_t packet_size
-        int32_t datalen
-
-    ctypedef void (*smartbus_connection_cb)(void *arg, unsigned char local_clientid,
-                                            int accesspoint_unitid, int ack)
-    ctypedef void (*smartbus_disconnect_cb)(void *arg, unsigned char local_clientid)
-    ctypedef void (*smartbus_recvdata_cb)(void *arg, unsigned char local_clientid,
-                                          SMARTBUS_PACKET_HEAD *head, void *data, int size)
-    ctypedef void (*smartbus_invokeflow_ack_cb)(void *arg, unsigned char local_clientid,
-                                                SMARTBUS_PACKET_HEAD *head,
-                                                const char *projectid, int invoke_id, int ack,
-                                                const char *msg)
-    ctypedef void (*smartbus_invokeflow_ret_cb)(void *arg, unsigned char local_clientid,
-                                                SMARTBUS_PACKET_HEAD *head,
-                                                const char *projectid, int invoke_id, int ret,
-                                                const char *param)
-    ctypedef void (*smartbus_global_connect_cb)(void *arg, char unitid, char clientid,
-                                                char clienttype, char accesspoint_unitid,
-                                                char status, const char *add_info)
-    ctypedef void (*smartbus_trace_str_cb)(const char *msg)
-    ctypedef void (*smartbus_trace_cb)(const char *fmt, ...)
-
-
-cdef extern from "smartbus_netcli_interface.h" nogil:
-    int SmartBusNetCli_Init(unsigned char unitid)
-    int SmartBusNetCli_InitEx(unsigned char unitid, const char *options)
-    void SmartBusNetCli_Release()
-    void SmartBusNetCli_SetCallBackFn(smartbus_connection_cb, smartbus_recvdata_cb,
-                                      smartbus_disconnect_cb, smartbus_invokeflow_ret_cb,
-                                      smartbus_global_connect_cb, void *arg)
-    void SmartBusNetCli_SetCallBackFnArg(void *arg)
-    int SmartBusNetCli_SetCallBackFnEx(const char *name, void *func)
-    void SmartBusNetCli_SetTrace(smartbus_trace_cb, smartbus_trace_cb)
-    void SmartBusNetCli_SetTraceStr(smartbus_trace_str_cb, smartbus_trace_str_cb)
-    int SmartBusNetCli_CreateConnect(unsigned char local_clientid, int local_clienttype,
-                                     const char *masterip, unsigned short masterport,
-                                     const char *slaverip, unsigned short slaverport,
-                                     const char *author_username, const char *author_pwd,
-                                     const char *add_info)
-    int SmartBusNetCli_SendData(unsigned char local_clientid, unsigned char cmd,
-                                unsigned char cmdtype, int dst_unitid, int dst_clientid,
-                                int dst_clienttype, const void *data, int size)
-    int SmartBusNetCli_SendPing(unsigned char local_clientid, int dst_unitid, int dst_clientid,
-                                int dst_clienttype, const void *data, int size)
-    int SmartBusNetCli_RemoteInvokeFlow(unsigned char local_clientid, int server_unitid,
-                                        int processindex, const char *projectid,
-                                        const char *flowid, int mode, int timeout,
-                                        const char *in_valuelist)
-    int SmartBusNetCli_SendNotify(unsigned char local_clientid, int server_unitid,
-                                  int processindex, const char *projectid, const char *title,
-                                  int mode, int expires, const char *param)
 
 
 cdef extern from "smartbus_ipccli_interface.h" nogil:
     const char *SMARTBUS_IPC_DEFAULT_PATH
-    int SmartBusIpcCli_Init(int clienttype, int clientid)
-    void SmartBusIpcCli_Release()
-    void SmartBusIpcCli_SetCallBackFn(smartbus_connection_cb, smartbus_recvdata_cb,
-                                      smartbus_disconnect_cb, smartbus_invokeflow_ret_cb,
-                                      smartbus_global_connect_cb, void *arg)
-    void SmartBusIpcCli_SetCallBackFnArg(void *arg)
-    int SmartBusIpcCli_SetCallBackFnEx(const char *name, void *func)
-    void SmartBusIpcCli_SetTrace(smartbus_trace_cb, smartbus_trace_cb)
-    void SmartBusIpcCli_SetTraceStr(smartbus_trace_str_cb, smartbus_trace_str_cb)
-    int SmartBusIpcCli_SetPath(const char *path)
-    int SmartBusIpcCli_CreateConnect(const char *author_username, const char *author_pwd,
-                                     const char *add_info)
-    int SmartBusIpcCli_SendData(unsigned char cmd, unsigned char cmdtype, int dst_unitid,
-                                int dst_clientid, int dst_clienttype, const void *data, int size)
-    int SmartBusIpcCli_SendPing(int dst_unitid, int dst_clientid, int dst_clienttype,
-                                const void *data, int size)
-    int SmartBusIpcCli_RemoteInvokeFlow(int server_unitid, int processindex,
-                                        const char *projectid, const char *flowid, int mode,
-                                        int timeout, const char *in_valuelist)
-    int SmartBusIpcCli_SendNotify(int server_unitid, int processindex, const char *projectid,
-                                  const char *title, int mode, int expires, const char *param)
+    const char *SMARTBUS_IPC_PATH_ENV
 
 
 cdef extern from "smartbus_wire.h" nogil:
     enum:
         SBW_OK
+        SBW_ESHORT
+        SBW_EFLAG
+        SBW_ESIZE
+        SBW_EFORMAT
         SBW_HEAD_SIZE
         SBW_REG_NET_A
         SBW_REG_NET_C
         SBW_REG_IPC
-        SBW_NODE_NET_SIZE
-        SBW_NODE_IPC_SIZE
         SBW_HB_OLD
         SBW_HB_NEW
         SBW_GLOBAL_PAYLOAD
+
+    ctypedef enum sbw_padding:
+        SBW_PAD_NONE
+        SBW_PAD_CLIENT
 
     ctypedef struct sbw_head:
         uint8_t cmd, cmdtype
@@ -178,9 +113,8 @@ cdef extern from "smartbus_wire.h" nogil:
 
     void sbw_read_head(const uint8_t *p, sbw_head *h)
     int sbw_get_head(const uint8_t *p, size_t n, sbw_head *h)
-    void sbw_put_head(uint8_t *p, const sbw_head *h)
     int sbw_put_packet(uint8_t *out, size_t cap, sbw_head *h, const void *payload, int32_t len,
-                       int client_rule)
+                       sbw_padding padding)
     int sbw_put_register(uint8_t *out, size_t cap, const sbw_register *r)
     int sbw_get_register(const uint8_t *p, size_t n, sbw_register *r)
     int sbw_put_register_ack(uint8_t *out, size_t cap, const sbw_head *h, int32_t result,
@@ -189,19 +123,19 @@ cdef extern from "smartbus_wire.h" nogil:
     int sbw_put_heartbeat(uint8_t *out, size_t cap, sbw_head *h, const sbw_heartbeat *hb)
     int sbw_get_heartbeat(const uint8_t *p, size_t n, sbw_heartbeat *hb)
     int sbw_put_global(uint8_t *out, size_t cap, sbw_head *h, const sbw_global *g,
-                       int client_rule)
+                       sbw_padding padding)
     int sbw_get_global(const uint8_t *payload, size_t len, sbw_global *g)
     int sbw_put_invoke(uint8_t *out, size_t cap, sbw_head *h, const sbw_invoke *v,
-                       int client_rule)
+                       sbw_padding padding)
     int sbw_get_invoke(const uint8_t *payload, size_t len, sbw_invoke *v)
     int sbw_put_flow_ack(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
-                         int client_rule)
+                         sbw_padding padding)
     int sbw_put_flow_result(uint8_t *out, size_t cap, sbw_head *h, const sbw_flow_reply *r,
-                            int client_rule)
+                            sbw_padding padding)
     int sbw_get_flow_ack(const uint8_t *payload, size_t len, sbw_flow_reply *r)
     int sbw_get_flow_result(const uint8_t *payload, size_t len, sbw_flow_reply *r)
     int sbw_put_notify(uint8_t *out, size_t cap, sbw_head *h, const sbw_notify *v,
-                       int client_rule)
+                       sbw_padding padding)
     int sbw_get_notify(const uint8_t *payload, size_t len, sbw_notify *v)
 
 
@@ -265,8 +199,6 @@ cdef extern from "smartbus_ext.h" nogil:
                             smartbus_client **out)
     int smartbus_client_start(smartbus_client *c)
     void smartbus_client_free(smartbus_client *c)
-    int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
-                             int dst_client, int dst_type, const void *data, int size)
     enum:
         SMARTBUS_SEND_PING
         SMARTBUS_SEND_TRYLOCK
@@ -277,8 +209,6 @@ cdef extern from "smartbus_ext.h" nogil:
     int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
                                   int dst_client, int dst_type, const void *const *datas,
                                   const int *sizes, int count, int *err)
-    int smartbus_client_ping(smartbus_client *c, int dst_unit, int dst_client, int dst_type,
-                             const void *data, int size)
     int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process_index,
                                     const char *project_id, const char *flow_id, int mode,
                                     int timeout_ms, const char *params, int params_len)
@@ -291,7 +221,6 @@ cdef extern from "smartbus_ext.h" nogil:
     int smartbus_client_flow_result(smartbus_client *c, int dst_unit, int dst_client,
                                     int dst_type, const char *project_id, int invoke_id,
                                     int code, const char *text, int text_len)
-    int smartbus_client_unit_id(smartbus_client *c)
     int smartbus_client_ap_unit_id(smartbus_client *c)
     int smartbus_client_connected(smartbus_client *c)
     void smartbus_client_get_stats(smartbus_client *c, smartbus_client_stats *st)
@@ -332,6 +261,11 @@ cdef extern from "smartbus_ext.h" nogil:
 
 # ---- extension types ------------------------------------------------------
 
+# NativeClient._request: smartbus_client_invoke_flow or smartbus_client_notify
+ctypedef int (*_request_call)(smartbus_client *c, int server_unit, int process_index,
+                              const char *project_id, const char *name, int mode, int time_ms,
+                              const char *data, int data_len) noexcept nogil
+
 cdef class Head:
     cdef readonly int cmd, cmd_type
     cdef readonly int src_unit_client_type, src_unit_id, src_unit_client_id
@@ -346,13 +280,18 @@ cdef class Head:
 cdef class EventSink
 
 
-cdef class ClientBase:
+cdef class NativeClient:
     cdef smartbus_client *_c
     cdef EventSink _sink
     cdef int _inflight             # native calls running without the GIL
     cdef readonly object event_executor
     cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                    int dst_client_type, object data, bint ping) except -1
+    cdef smartbus_client *_enter_native(self) except NULL
+    cdef int _leave_native(self, int rc) except -1
+    cdef int _request(self, _request_call call, int server_unit_id, int process_index,
+                      bytes project_id, bytes name, int mode, int time_ms,
+                      bytes data) except -1
 
 
 cdef class EventSink:
@@ -361,7 +300,7 @@ cdef class EventSink:
     cdef object global_callback    # NET: Client.initialize(global_connect_callback)
     cdef void dispatch(self, const smartbus_event *evs, int count) noexcept
     cdef _event(self, const smartbus_event *e)
-    cdef _flow_event(self, ClientBase client, const smartbus_event *e)
+    cdef _flow_event(self, NativeClient client, const smartbus_event *e)
 
 
 cdef class Router:

@@ -9,16 +9,16 @@ unit id is the server's, learnt when it registers.
 import threading
 
 from smartbus import _native
-from smartbus._base import ClientFace, check_int, check_ipc_path
+from smartbus._checks import check_executor, check_int, check_ipc_path
+from smartbus._client import ClientAPI
 from smartbus.errors import AlreadyExistsError, NotInitializedError
-from smartbus.version import __version__
 
 __all__ = ["Client"]
 
 _lock = threading.RLock()
 
 
-class Client(_native.ClientBase, ClientFace):
+class Client(ClientAPI):
     """The IPC client.  Create it once with :meth:`create` (or
     :meth:`get_or_create`), get it back with :meth:`get`/:meth:`instance`,
     release it with :meth:`dispose` (or :meth:`destroy`)."""
@@ -34,30 +34,11 @@ class Client(_native.ClientBase, ClientFace):
             client_id = check_int(client_id, "client_id", 0, 255)
             client_type = check_int(client_type, "client_type", 2, 255)
             ipc_path = check_ipc_path(ipc_path)
-            if event_executor is not None and not hasattr(event_executor, "submit"):
-                raise TypeError("event_executor must be a concurrent.futures.Executor")
-            if not info:
-                info = "%s %s" % (type(self).__qualname__, __version__)
-            sink = _native.EventSink()
-            try:
-                self._open(sink, _native.KIND_IPC, 0, client_id, client_type,
-                           ipc_path=ipc_path, user=user, password=password, info=info,
-                           event_executor=event_executor)
-            except BaseException:
-                sink.close()
-                raise
-            self._own_sink = sink
-            self._client_id = client_id
-            self._client_type = client_type
-            self._user = user
-            self._password = password
-            self._info = info
+            check_executor(event_executor)
+            # an event sink of its own: IPC events run apart from the NET clients'
+            self._open_client(None, _native.KIND_IPC, 0, client_id, client_type, user, password,
+                              info, event_executor, ipc_path=ipc_path)
             Client._instance = self
-
-    @classmethod
-    def create(cls, *args, **kwargs):
-        """Creates the singleton (AlreadyExistsError if there is one)."""
-        return cls(*args, **kwargs)
 
     @classmethod
     def get_or_create(cls, *args, **kwargs):
@@ -84,23 +65,10 @@ class Client(_native.ClientBase, ClientFace):
         if inst is not None:
             inst.dispose()
 
-    def activate(self):
-        """Starts connecting and returns at once; the client then registers,
-        and reconnects by itself after the server goes away."""
-        self._activate()
-
-    def dispose(self):
-        """Closes the connection and releases the singleton (idempotent)."""
+    def _forget(self):
         with _lock:
             if Client._instance is self:
                 Client._instance = None
-        self._close()
-        sink = getattr(self, "_own_sink", None)
-        if sink is not None:
-            self._own_sink = None
-            sink.close()
-
-    close = dispose
 
     def __del__(self):
         try:

@@ -65,12 +65,10 @@ sink; a stopped FlowServer is not started again (make a new one).
 """
 
 import concurrent.futures
-import json
-import struct
 import threading
 
-from smartbus import _native
-from smartbus._base import check_int, check_ipc_path, encode_json
+from smartbus import _native, flows
+from smartbus._checks import check_int, check_ipc_path
 from smartbus.errors import (SMARTBUS_ERR_ARGUMENT, SMARTBUS_ERR_DEST_NONEXIST, SMARTBUS_ERR_OTHER,
                              SmartBusError)
 from smartbus.utils import LoggerMixin
@@ -79,47 +77,18 @@ from smartbus.version import __version__
 __all__ = ["FlowServer", "IPSC_CLIENT_TYPE"]
 
 #: the client type of an IPSC process on the bus
-IPSC_CLIENT_TYPE = 2
+IPSC_CLIENT_TYPE = _native.CLIENT_TYPE_IPSC
 
-_CMDTYPE_SYSTEM = 1
-_CMD_INVOKE = 11
-_CMD_NOTIFY = 15
-_ACK_OK = 1
-_HEAD = struct.Struct("<HBBBBBBBBHii")
-_HEAD_FLAG = 0x5B15
-_TEXT = _native.TEXT_ENCODING
-
-
-def _decode(head, data):
-    """The invoke / notify fields of a received packet, decoded by the SDK's
-    codec (raises ValueError for a malformed payload)."""
-    raw = _HEAD.pack(_HEAD_FLAG, head.cmd, head.cmd_type, head.src_unit_client_type,
-                     head.src_unit_id, head.src_unit_client_id, head.dst_unit_client_type,
-                     head.dst_unit_id, head.dst_unit_client_id, 0, 20 + len(data), len(data))
-    return _native.decode_packet(raw + data)
-
-
-def _text(b):
-    return b.decode(_TEXT, "replace")
-
-
-def _id_text(value, name):
-    if not isinstance(value, str):
-        raise TypeError("%s must be a str, not %s" % (name, type(value).__name__))
-    try:
-        n = len(value.encode(_TEXT))
-    except UnicodeEncodeError as exc:
-        raise ValueError("%s cannot be encoded in %s: %s" % (name, _TEXT, exc)) from None
-    if not 0 < n <= 31:
-        raise ValueError("%s must be 1..31 bytes in %s, got %d" % (name, _TEXT, n))
-    return value
+# the packets a flow server answers (cmd type system) and their decoders
+_DECODERS = {_native.CMD_INVOKE_FLOW: _native.decode_invoke,
+             _native.CMD_NOTIFY: _native.decode_notify}
 
 
 def _describe(exc):
     return "%s: %s" % (type(exc).__name__, exc)
 
 
-class _Link(_native.ClientBase):
+class _FlowServerConnection(_native.NativeClient):
     """The IPC connection of a FlowServer; the SDK's event sink calls these
     handlers on its callback thread."""
 
@@ -162,7 +131,7 @@ class FlowServer(LoggerMixin):
         self._notifications = []         # (project_id or None, title or None, handler)
         self._lock = threading.Lock()
         self._running = set()            # futures of handlers not finished
-        self._link = None
+        self._connection = None
         self._sink = None
         self._pool = None
         self._stopping = False
@@ -173,7 +142,8 @@ class FlowServer(LoggerMixin):
     def flow(self, project_id, flow_id):
         """Decorator: ``handler(*params)`` serves flow ``flow_id`` of project
         ``project_id`` and returns a list (the flow's return values)."""
-        key = (_id_text(project_id, "project_id"), _id_text(flow_id, "flow_id"))
+        key = (flows.check_flow_id(project_id, "project_id"),
+               flows.check_flow_id(flow_id, "flow_id"))
 
         def register(fn):
             self.add_flow(key[0], key[1], fn)
@@ -184,7 +154,8 @@ class FlowServer(LoggerMixin):
         """Registers (or replaces) the handler of a flow."""
         if not callable(handler):
             raise TypeError("handler must be callable")
-        key = (_id_text(project_id, "project_id"), _id_text(flow_id, "flow_id"))
+        key = (flows.check_flow_id(project_id, "project_id"),
+               flows.check_flow_id(flow_id, "flow_id"))
         with self._lock:
             self._flows[key] = handler
 
@@ -217,36 +188,36 @@ class FlowServer(LoggerMixin):
     @property
     def connected(self):
         """True while registered with the router."""
-        link = self._link
-        return link is not None and link.is_connected()
+        connection = self._connection
+        return connection is not None and connection.is_connected()
 
     @property
     def unit_id(self):
         """The router's unit id (learnt at registration), or None."""
-        link = self._link
-        return None if link is None else link.access_unit_id
+        connection = self._connection
+        return None if connection is None else connection.access_unit_id
 
     def start(self, timeout=None):
         """Connects in the background and returns self.  With ``timeout``
         (seconds), waits for the registration and raises TimeoutError if it
         does not happen in time."""
         with self._lock:
-            if self._link is None:
+            if self._connection is None:
                 if self._stopping:
                     raise RuntimeError("the flow server was stopped")
                 sink = _native.EventSink()
-                link = _Link(self)
+                connection = _FlowServerConnection(self)
                 try:
-                    link._open(sink, _native.KIND_IPC, 0, self._process_index, IPSC_CLIENT_TYPE,
-                               ipc_path=self._ipc_path, user=self._user,
-                               password=self._password, info=self._info)
+                    connection._open(sink, _native.KIND_IPC, 0, self._process_index,
+                                     IPSC_CLIENT_TYPE, ipc_path=self._ipc_path, user=self._user,
+                                     password=self._password, info=self._info)
                 except BaseException:
                     sink.close()
                     raise
                 self._pool = concurrent.futures.ThreadPoolExecutor(
                     self._max_workers, thread_name_prefix="smartbus-flow")
-                self._sink, self._link = sink, link
-                link._activate()
+                self._sink, self._connection = sink, connection
+                connection._activate()
         if timeout is not None and not self.wait_connected(timeout):
             raise TimeoutError("flow server %d: not registered with the router at %s within %s s"
                                % (self._process_index, self._ipc_path or "the default IPC path",
@@ -270,10 +241,10 @@ class FlowServer(LoggerMixin):
                 self.logger.warning("flow server %d: %d handler(s) still running after %s s",
                                     self._process_index, len(left), timeout)
         with self._lock:
-            link, sink, pool = self._link, self._sink, self._pool
-            self._link = self._sink = self._pool = None
-        if link is not None:
-            link._close()        # the SDK flushes the last answers first (bounded linger)
+            connection, sink, pool = self._connection, self._sink, self._pool
+            self._connection = self._sink = self._pool = None
+        if connection is not None:
+            connection._close()        # the SDK flushes the last answers first (bounded linger)
         if sink is not None:
             sink.close()
         if pool is not None:
@@ -308,16 +279,16 @@ class FlowServer(LoggerMixin):
                             self._process_index, error_code)
 
     def _on_packet(self, head, data):
-        if head.cmd_type != _CMDTYPE_SYSTEM or head.cmd not in (_CMD_INVOKE, _CMD_NOTIFY):
+        if head.cmd_type != _native.CMDTYPE_SYSTEM or head.cmd not in _DECODERS:
             return                          # pings and application data: not ours
         try:
-            d = _decode(head, data)
+            d = _DECODERS[head.cmd](data)   # the payload, read by the SDK's codec
         except ValueError as exc:
             self.logger.warning("flow server %d: malformed packet from %d/%d/%d: %s",
                                 self._process_index, head.src_unit_client_type,
                                 head.src_unit_id, head.src_unit_client_id, exc)
             return
-        if head.cmd == _CMD_INVOKE:
+        if head.cmd == _native.CMD_INVOKE_FLOW:
             self._on_invoke(head, d)
         else:
             self._on_notify(d)
@@ -325,14 +296,13 @@ class FlowServer(LoggerMixin):
     def _reply(self, head, project, invoke_id, result, code, text):
         """Sends a flow ack (result False) or result to the invoker; a
         connection gone meanwhile is logged, not raised."""
-        link = self._link
-        if isinstance(text, str):
-            text = text.encode(_TEXT, "replace")
+        connection = self._connection
         try:
-            if link is None:
+            if connection is None:
                 raise RuntimeError("the flow server is stopped")
-            link._flow_reply(result, head.src_unit_id, head.src_unit_client_id,
-                             head.src_unit_client_type, project, invoke_id, code, text)
+            connection._flow_reply(result, head.src_unit_id, head.src_unit_client_id,
+                                   head.src_unit_client_type, project, invoke_id, code,
+                                   flows.encode_message(text))
         except (SmartBusError, RuntimeError) as exc:
             self.logger.warning("flow server %d: cannot answer invoke %d of %d/%d/%d: %s",
                                 self._process_index, invoke_id, head.src_unit_client_type,
@@ -340,7 +310,7 @@ class FlowServer(LoggerMixin):
 
     def _on_invoke(self, head, d):
         project_b, invoke_id, mode = d["project_id"], d["invoke_id"], d["mode"]
-        project, flow = _text(project_b), _text(d["flow_id"])
+        project, flow = flows.decode_text(project_b), flows.decode_text(d["flow_id"])
         with self._lock:
             handler = self._flows.get((project, flow))
             stopping = self._stopping
@@ -352,16 +322,13 @@ class FlowServer(LoggerMixin):
             self._reply(head, project_b, invoke_id, False, SMARTBUS_ERR_DEST_NONEXIST,
                         "unknown flow '%s/%s'" % (project, flow))
             return
-        text = _text(d["params"])
         try:
-            params = json.loads(text) if text.strip() else []
-            if not isinstance(params, list):
-                raise ValueError("a JSON %s" % type(params).__name__)
+            params = flows.invoke_params(d["params"])
         except ValueError as exc:
             self._reply(head, project_b, invoke_id, False, SMARTBUS_ERR_ARGUMENT,
                         "params are not a JSON array: %s" % exc)
             return
-        self._reply(head, project_b, invoke_id, False, _ACK_OK, "ok")
+        self._reply(head, project_b, invoke_id, False, flows.FLOW_OK, "ok")
         self._submit(self._run_flow, head, project_b, project, flow, invoke_id, mode, handler,
                      params)
 
@@ -383,10 +350,7 @@ class FlowServer(LoggerMixin):
 
     def _run_flow(self, head, project_b, project, flow, invoke_id, mode, handler, params):
         try:
-            ret = handler(*params)
-            if not isinstance(ret, (list, tuple)):
-                raise TypeError("flow handler returned %s, not a list" % type(ret).__name__)
-            payload = encode_json(list(ret), "flow result") if mode != 1 else None
+            payload = flows.encode_result(mode, handler(*params))
         except BaseException as exc:
             self.logger.error("flow %s/%s (invoke %d) failed: %s", project, flow, invoke_id,
                               _describe(exc), exc_info=True)
@@ -395,10 +359,10 @@ class FlowServer(LoggerMixin):
                 raise
             return
         if payload is not None:
-            self._reply(head, project_b, invoke_id, True, _ACK_OK, payload)
+            self._reply(head, project_b, invoke_id, True, flows.FLOW_OK, payload)
 
     def _on_notify(self, d):
-        project, title = _text(d["project_id"]), _text(d["title"])
+        project, title = flows.decode_text(d["project_id"]), flows.decode_text(d["title"])
         with self._lock:
             if self._stopping:
                 return
@@ -407,7 +371,7 @@ class FlowServer(LoggerMixin):
         if not handlers:
             self.logger.debug("notification %s/%s: no handler", project, title)
             return
-        args = (project, title, d["mode"], d["expires"] / 1000.0, _text(d["params"]))
+        args = (project, title, d["mode"], d["expires"] / 1000.0, flows.decode_text(d["params"]))
         for fn in handlers:
             self._submit(self._run_notification, fn, args)
 

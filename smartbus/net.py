@@ -12,17 +12,17 @@
 import threading
 
 from smartbus import _native
-from smartbus._base import ClientFace, check_int
+from smartbus._checks import check_executor, check_int
+from smartbus._client import ClientAPI
 from smartbus.errors import (AlreadyExistsError, AlreadyInitializedError, NotInitializedError,
                              SmartBusError, SMARTBUS_ERR_UNITID_INVALID)
-from smartbus.version import __version__
 
 __all__ = ["Client"]
 
 _lock = threading.RLock()
 
 
-class Client(_native.ClientBase, ClientFace):
+class Client(ClientAPI):
     """A NET client.  Build it with :meth:`create` after :meth:`initialize`."""
 
     _unit_id = None
@@ -41,8 +41,8 @@ class Client(_native.ClientBase, ClientFace):
             if Client._unit_id is not None:
                 raise AlreadyInitializedError("smartbus.net is already initialised (unit %d)"
                                               % Client._unit_id)
-            unit_id = check_int(unit_id, "unit_id", -2**31, 2**31 - 1)
-            if not 16 <= unit_id <= 47:
+            unit_id = check_int(unit_id, "unit_id")
+            if unit_id not in _native.NET_UNIT_IDS:
                 raise SmartBusError(SMARTBUS_ERR_UNITID_INVALID)
             if global_connect_callback is not None and not callable(global_connect_callback):
                 raise TypeError("global_connect_callback must be callable")
@@ -67,11 +67,6 @@ class Client(_native.ClientBase, ClientFace):
         return Client._unit_id is not None
 
     @classmethod
-    def create(cls, *args, **kwargs):
-        """Creates a client (same arguments as the constructor)."""
-        return cls(*args, **kwargs)
-
-    @classmethod
     def find(cls, client_id, default=None):
         """The instance with local client id ``client_id``, or ``default``."""
         return Client._instances.get(client_id, default)
@@ -92,40 +87,24 @@ class Client(_native.ClientBase, ClientFace):
                 raise ValueError("slave_ip must be a str, None, '' or 0, got %r" % (slave_ip,))
             slave_port = 0xFFFF if slave_port in (None, 0) else \
                 check_int(slave_port, "slave_port", 1, 0xFFFF)
-            if event_executor is not None and not hasattr(event_executor, "submit"):
-                raise TypeError("event_executor must be a concurrent.futures.Executor")
+            check_executor(event_executor)
             if client_id in Client._instances:
                 raise AlreadyExistsError("a NET client with client_id %d exists in this process"
                                          % client_id)
-            if not info:
-                info = "%s %s" % (type(self).__qualname__, __version__)
-            self._open(Client._event_sink, _native.KIND_NET, Client._unit_id,
-                       client_id, client_type, master_ip, master_port, slave_ip, slave_port,
-                       None, user, password, info, event_executor)
-            self._client_id = client_id
-            self._client_type = client_type
+            self._open_client(Client._event_sink, _native.KIND_NET, Client._unit_id, client_id,
+                              client_type, user, password, info, event_executor,
+                              master_ip=master_ip, master_port=master_port, slave_ip=slave_ip,
+                              slave_port=slave_port)
             self._master_ip = master_ip
             self._master_port = master_port
             self._slave_ip = slave_ip
             self._slave_port = slave_port
-            self._user = user
-            self._password = password
-            self._info = info
             Client._instances[client_id] = self
 
-    def activate(self):
-        """Starts connecting and returns at once; the client then registers,
-        and reconnects by itself after a failure or a break."""
-        self._activate()
-
-    def dispose(self):
-        """Closes the connection and forgets the client (idempotent)."""
+    def _forget(self):
         with _lock:
             if Client._instances.get(getattr(self, "_client_id", None)) is self:
                 del Client._instances[self._client_id]
-        self._close()
-
-    close = dispose
 
     @property
     def unit_id(self):

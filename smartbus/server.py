@@ -18,17 +18,18 @@ are in docs/router.md.
 """
 
 import argparse
-import os
 import signal
 import sys
 import threading
 
 from smartbus import _native
+from smartbus._checks import ipc_path_in_effect, span
 
 __all__ = ["Server", "main", "DEFAULT_IPC_PATH"]
 
 #: where IPC clients look for the server unless told otherwise
-DEFAULT_IPC_PATH = "/tmp/smartbus_ipc"
+DEFAULT_IPC_PATH = _native.IPC_DEFAULT_PATH
+_UNITS = span(_native.SERVER_UNIT_IDS)          # the unit ids a server may have
 
 
 class Server:
@@ -44,8 +45,8 @@ class Server:
 
     def __init__(self, host="127.0.0.1", port=0, unit_id=0, user=None, password=None,
                  ipc_path=None, max_out_bytes=0, stall_timeout=10.0):
-        if not isinstance(unit_id, int) or not 0 <= unit_id <= 15:
-            raise ValueError("unit_id must be in 0..15, got %r" % (unit_id,))
+        if not isinstance(unit_id, int) or unit_id not in _native.SERVER_UNIT_IDS:
+            raise ValueError("unit_id must be in %s, got %r" % (_UNITS, unit_id))
         if not isinstance(port, int) or not -1 <= port <= 65535:
             raise ValueError("port must be in 0..65535, got %r" % (port,))
         self._router = _native.Router(host, port, unit_id, user, password, ipc_path,
@@ -98,17 +99,17 @@ def main(argv=None):
                                  description="Run a local SmartBus server (router).")
     ap.add_argument("--host", default="127.0.0.1", help="TCP address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8089, help="TCP port, 0 = any free (default 8089)")
-    ap.add_argument("--unit-id", type=int, default=0, help="this server's unit id, 0..15")
+    ap.add_argument("--unit-id", type=int, default=0, help="this server's unit id, " + _UNITS)
     ap.add_argument("--user", help="require this user name in registrations")
     ap.add_argument("--password", help="require this password in registrations")
-    default_ipc = os.environ.get("SMARTBUS_IPC_PATH") or DEFAULT_IPC_PATH
+    default_ipc = ipc_path_in_effect()
     ap.add_argument("--ipc-path", default=default_ipc,
-                    help="Unix socket for IPC clients (default: $SMARTBUS_IPC_PATH, else %s;"
-                         " now %s)" % (DEFAULT_IPC_PATH, default_ipc))
+                    help="Unix socket for IPC clients (default: $%s, else %s; now %s)"
+                         % (_native.IPC_PATH_ENV, DEFAULT_IPC_PATH, default_ipc))
     ap.add_argument("--no-ipc", action="store_true", help="no IPC (Unix socket) listener")
     args = ap.parse_args(argv)
-    if not 0 <= args.unit_id <= 15:
-        ap.error("--unit-id must be in 0..15")
+    if args.unit_id not in _native.SERVER_UNIT_IDS:
+        ap.error("--unit-id must be in " + _UNITS)
     if not 0 <= args.port <= 65535:
         ap.error("--port must be in 0..65535")
     try:

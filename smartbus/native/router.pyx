@@ -1,0 +1,81 @@
+# Part of smartbus._native: Router, the local SmartBus server of the C SDK
+# (run on a thread of its own by smartbus.server).
+
+from libc.string cimport memset
+
+
+cdef class Router:
+    """The local SmartBus server.  Binds on creation (``port`` is then the
+    real port); ``run()`` serves until ``stop()`` (call it with the GIL
+    released from another thread, e.g. through smartbus.server.Server)."""
+
+    def __cinit__(self, host="127.0.0.1", int port=0, int unit_id=0, user=None,
+                  password=None, ipc_path=None, size_t max_out_bytes=0,
+                  int stall_timeout_ms=0):
+        cdef smartbus_router_config cfg
+        cdef smartbus_router *r = NULL
+        cdef char err[512]
+        self._r = NULL
+        b_host = _opt_bytes(host, "host")
+        b_user = _opt_bytes(user, "user")
+        b_password = _opt_bytes(password, "password")
+        b_path = _opt_bytes(ipc_path, "ipc_path")
+        memset(&cfg, 0, sizeof(cfg))
+        cfg.host = <const char *>b_host if b_host is not None else NULL
+        cfg.port = port
+        cfg.unit_id = unit_id
+        cfg.user = <const char *>b_user if b_user is not None else NULL
+        cfg.password = <const char *>b_password if b_password is not None else NULL
+        cfg.ipc_path = <const char *>b_path if b_path is not None else NULL
+        cfg.max_out_bytes = max_out_bytes
+        cfg.stall_timeout_ms = stall_timeout_ms
+        err[0] = 0
+        rc = smartbus_router_new(&cfg, &r, err, sizeof(err))
+        if rc != 0:
+            msg = err.decode("utf-8", "replace") or "cannot start the router"
+            if rc == SMARTBUS_ERR_UNITID_INVALID:
+                raise ValueError("unit_id must be in %d..%d: %s" % (
+                    SERVER_UNIT_IDS.start, SERVER_UNIT_IDS.stop - 1, msg))
+            raise OSError(msg)
+        self._r = r
+        self.port = smartbus_router_port(r)
+        self.unit_id = unit_id
+
+    def __dealloc__(self):
+        if self._r != NULL:
+            smartbus_router_free(self._r)
+            self._r = NULL
+
+    def run(self):
+        """Serves until stop(); releases the GIL meanwhile."""
+        cdef smartbus_router *r = self._r
+        if r == NULL:
+            raise RuntimeError("the router is closed")
+        with nogil:
+            smartbus_router_run(r)
+
+    def stop(self):
+        """Makes run() return (thread-safe)."""
+        if self._r != NULL:
+            smartbus_router_stop(self._r)
+
+    def close(self):
+        """Closes every connection and the listeners (after run() returned)."""
+        cdef smartbus_router *r = self._r
+        self._r = NULL
+        if r != NULL:
+            with nogil:
+                smartbus_router_free(r)
+
+    def stats(self):
+        """Router counters (dict)."""
+        cdef smartbus_router_stats st
+        if self._r == NULL:
+            raise RuntimeError("the router is closed")
+        smartbus_router_get_stats(self._r, &st)
+        return {"accepted": st.accepted, "registered": st.registered, "refused": st.refused,
+                "closed": st.closed, "routed_msgs": st.routed_msgs,
+                "routed_bytes": st.routed_bytes, "dropped_no_route": st.dropped_no_route,
+                "dropped_unregistered": st.dropped_unregistered, "heartbeats": st.heartbeats,
+                "stalled_disconnects": st.stalled_disconnects, "paused_reads": st.paused_reads,
+                "clients": st.clients}
