@@ -1,22 +1,22 @@
-"""Wire compatibility with the vendor's NET client (libbusnetcli.so, build C
-1.0.1.0465 from hesong-ipsc-busnetcli 3.2.1.post1): the vendor library on
+"""Wire compatibility with Hesong's NET client (libbusnetcli.so, build C
+1.0.1.0465 from hesong-ipsc-busnetcli 3.2.1.post1): the Hesong library on
 one end of the wire, our router and our smartbus.net.Client on the other.
 
-The vendor client runs in its own process (tests/interop/vendor_peer.py);
-our client runs in this process with unit 40; our router has unit 5.
+The Hesong client runs in its own process (tests/hesong_peer.py); our
+client runs in this process with unit TEST_UNIT (40); our router has unit 5.
 """
 
 import time
 
 import pytest
 
-from conftest import TEST_UNIT as OUR_UNIT          # tests/conftest.py: this process's unit
+from helpers import TEST_UNIT as OUR_UNIT, wait_for
 
-from .conftest import ROUTER_UNIT, wait_for
+from .conftest import ROUTER_UNIT
 
 pytestmark = pytest.mark.interop
 
-VENDOR = dict(unit=20, client_id=5, client_type=11)
+HESONG = dict(unit=20, client_id=5, client_type=11)
 SIZES = [0, 1, 5, 64, 1000, 65536]
 
 
@@ -32,8 +32,8 @@ def head_fields(head):
             head.dst_unit_client_id, head.packet_size, head.data_length)
 
 
-def vendor_head_fields(h):
-    """The head the vendor library passed to its receive callback, same order."""
+def hesong_head_fields(h):
+    """The head the Hesong library passed to its receive callback, same order."""
     return (h["cmd"], h["cmdtype"], h["src_type"], h["src_unit"], h["src_client"],
             h["dst_type"], h["dst_unit"], h["dst_client"], h["packet_size"], h["datalen"])
 
@@ -48,21 +48,21 @@ def globals_since(net_lib, mark):
 LIVENESS_S = 20.0
 
 
-def test_vendor_registers_and_link_stays_up_20s(make_router, vendor):
-    router = make_router()
-    v = vendor().start(router.port, **VENDOR)
+def test_hesong_registers_and_link_stays_up_20s(make_router, hesong):
+    router = make_router(unit_id=ROUTER_UNIT)
+    v = hesong().start(router.port, **HESONG)
     # connection callback: (local client id, access point = our router's unit, ack 0)
-    assert v.wait("connect")[0][:3] == [VENDOR["client_id"], ROUTER_UNIT, 0]
+    assert v.wait("connect")[0][:3] == [HESONG["client_id"], ROUTER_UNIT, 0]
     assert router.stats()["clients"] == 1
 
     # nothing but heartbeats and their answers on the link for 20 s: the
-    # vendor declares a link dead after ~14.9 s without a received byte
+    # Hesong client declares a link dead after ~14.9 s without a received byte
     # (NET.md §5.4), so only answered heartbeats keep it up
     hb0, t0 = router.stats()["heartbeats"], time.monotonic()
     deadline = t0 + LIVENESS_S
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        assert v.proc.poll() is None, "the vendor process died: %s" % v.diagnostics()
+        assert v.proc.poll() is None, "the Hesong process died: %s" % v.diagnostics()
         assert not v.of("disconnect"), "link dropped after %.1f s: %s" % (
             time.monotonic() - t0, v.diagnostics())
     st = router.stats()
@@ -79,155 +79,155 @@ def test_vendor_registers_and_link_stays_up_20s(make_router, vendor):
 
 # ---- 2. data both ways ------------------------------------------------------------
 
-def test_data_both_ways_between_vendor_and_our_client(make_router, vendor, ours):
-    router = make_router()
-    me = ours(7, 12, router.port, info="ours-data")
-    v = vendor().start(router.port, **VENDOR)
+def test_data_both_ways_between_hesong_and_our_client(make_router, hesong, net_client):
+    router = make_router(unit_id=ROUTER_UNIT)
+    me = net_client(7, router.port, 12, info="ours-data")
+    v = hesong().start(router.port, **HESONG)
     v.wait("connect", lambda e: e[2] == 0)
     my_triple = (OUR_UNIT, 7, 12)
 
-    # vendor -> ours
+    # Hesong -> ours
     for k, size in enumerate(SIZES):
         assert v.send(40 + k, 3, my_triple, payload(size, 1))["rc"] == 0
-    got = wait_for(lambda: len(me.data) >= len(SIZES) and me.data, 10)
-    assert got, "our client received %d of %d messages" % (len(me.data), len(SIZES))
-    assert len(me.data) == len(SIZES)
-    for k, (size, (head, data)) in enumerate(zip(SIZES, me.data)):
+    got = me.log.wait("data", len(SIZES), timeout=10)
+    assert len(got) == len(SIZES), "our client received %d of %d messages" % (len(got),
+                                                                             len(SIZES))
+    for k, (size, (head, data)) in enumerate(zip(SIZES, got)):
         # src/dst triples as (type, unit, client); packet_size without the
-        # vendor's padding (the router forwards 20 + datalen)
+        # Hesong client's padding (the router forwards 20 + datalen)
         assert head_fields(head) == (40 + k, 3, 11, 20, 5, 12, OUR_UNIT, 7, 20 + size, size), \
             (size, head)
-        assert data == payload(size, 1), "vendor -> ours, %d bytes: contents differ" % size
+        assert data == payload(size, 1), "Hesong -> ours, %d bytes: contents differ" % size
 
-    # ours -> vendor
+    # ours -> Hesong
     for k, size in enumerate(SIZES):
         me.send_data(60 + k, 3, 20, 5, 11, payload(size, 2))
     recv = v.wait("recv", count=len(SIZES))
     assert len(recv) == len(SIZES)
     for k, (size, (clientid, head, data_hex, n)) in enumerate(zip(SIZES, recv)):
         assert clientid == 5
-        assert vendor_head_fields(head) == (60 + k, 3, 12, OUR_UNIT, 7, 11, 20, 5, 20 + size,
+        assert hesong_head_fields(head) == (60 + k, 3, 12, OUR_UNIT, 7, 11, 20, 5, 20 + size,
                                             size), (size, head)
         assert head["flag"] == 0x5B15
         assert n == size
         assert bytes.fromhex(data_hex) == payload(size, 2), \
-            "ours -> vendor, %d bytes: contents differ" % size
+            "ours -> Hesong, %d bytes: contents differ" % size
     assert router.stats()["dropped_no_route"] == 0
 
 
 # ---- 3. ping both ways ------------------------------------------------------------
 
-def test_ping_both_ways_is_answered_by_each_library(make_router, vendor, ours):
-    router = make_router()
-    me = ours(7, 12, router.port)
-    v = vendor().start(router.port, **VENDOR)
+def test_ping_both_ways_is_answered_by_each_library(make_router, hesong, net_client):
+    router = make_router(unit_id=ROUTER_UNIT)
+    me = net_client(7, router.port, 12)
+    v = hesong().start(router.port, **HESONG)
     v.wait("connect", lambda e: e[2] == 0)
     my_triple = (OUR_UNIT, 7, 12)
 
-    # ours pings the vendor: the vendor library answers by itself (cmd 8)
+    # ours pings the Hesong client: its library answers by itself (cmd 8)
     for data in (b"ping from ours", b""):
         me.ping(20, 5, 11, data)
         answers = wait_for(lambda: [x for x in me.received(8) if x[1] == data], 5)
-        assert answers, "no ping answer from the vendor for %r: %s" % (data, v.diagnostics())
+        assert answers, "no ping answer from the Hesong client for %r: %s" % (data, v.diagnostics())
         head, _ = answers[0]
         assert head_fields(head) == (8, 1, 11, 20, 5, 12, OUR_UNIT, 7, 20 + len(data),
                                      len(data))
     # ... and also delivers the requests to its application (cmd 7)
     pings = v.wait("recv", lambda e: e[1]["cmd"] == 7, count=2)
-    assert [(vendor_head_fields(h)[:8], bytes.fromhex(d)) for _, h, d, _ in pings] == [
+    assert [(hesong_head_fields(h)[:8], bytes.fromhex(d)) for _, h, d, _ in pings] == [
         ((7, 1, 12, OUR_UNIT, 7, 11, 20, 5), b"ping from ours"),
         ((7, 1, 12, OUR_UNIT, 7, 11, 20, 5), b"")]
 
-    # the vendor pings ours: our library answers by itself
-    for data in (b"ping from the vendor", b""):
+    # the Hesong client pings ours: our library answers by itself
+    for data in (b"ping from hesong", b""):
         assert v.ping(my_triple, data)["rc"] == 0
     answers = v.wait("recv", lambda e: e[1]["cmd"] == 8, count=2)
-    assert [(vendor_head_fields(h), bytes.fromhex(d), n) for _, h, d, n in answers] == [
-        ((8, 1, 12, OUR_UNIT, 7, 11, 20, 5, 40, 20), b"ping from the vendor", 20),
+    assert [(hesong_head_fields(h), bytes.fromhex(d), n) for _, h, d, n in answers] == [
+        ((8, 1, 12, OUR_UNIT, 7, 11, 20, 5, 36, 16), b"ping from hesong", 16),
         ((8, 1, 12, OUR_UNIT, 7, 11, 20, 5, 20, 0), b"", 0)]
     # ... and our application sees the requests (cmd 7)
     requests = wait_for(lambda: len(me.received(7)) >= 2 and me.received(7), 5)
-    assert requests, me.data
+    assert requests, me.log.timed()
     assert [(head_fields(h)[:8], d) for h, d in requests] == [
-        ((7, 1, 11, 20, 5, 12, OUR_UNIT, 7), b"ping from the vendor"),
+        ((7, 1, 11, 20, 5, 12, OUR_UNIT, 7), b"ping from hesong"),
         ((7, 1, 11, 20, 5, 12, OUR_UNIT, 7), b"")]
 
 
 # ---- 4. global connect --------------------------------------------------------------
 
-def test_global_connect_events_both_ways(make_router, vendor, ours, net_lib):
-    router = make_router()
+def test_global_connect_events_both_ways(make_router, hesong, net_client, net_lib):
+    router = make_router(unit_id=ROUTER_UNIT)
     mark = len(net_lib.global_events)
-    a = ours(7, 12, router.port, info="ours-a")
-    v = vendor().start(router.port, info="the-vendor", **VENDOR)
+    a = net_client(7, router.port, 12, info="ours-a")
+    v = hesong().start(router.port, info="the-hesong", **HESONG)
     v.wait("connect", lambda e: e[2] == 0)
 
-    # the vendor is told that our client a is already there (status 2) ...
+    # the Hesong client is told that our client a is already there (status 2) ...
     present = v.wait("global", lambda e: e[4] == 2)
     assert present == [[OUR_UNIT, 7, 12, ROUTER_UNIT, 2, "ours-a"]]
-    # ... and we hear of the vendor's arrival (status 1)
-    vendor_event = [20, 5, 11, ROUTER_UNIT]
+    # ... and we hear of its arrival (status 1)
+    hesong_event = [20, 5, 11, ROUTER_UNIT]
     arrived = wait_for(lambda: [e for e in globals_since(net_lib, mark)
-                                if e[:4] == vendor_event and e[4] == 1], 5)
-    assert arrived == [vendor_event + [1, "the-vendor"]]
+                                if e[:4] == hesong_event and e[4] == 1], 5)
+    assert arrived == [hesong_event + [1, "the-hesong"]]
 
-    # our client b arrives: the vendor sees status 1; we learn that the
-    # vendor is already there (status 2)
-    b = ours(8, 13, router.port, info="ours-b")
+    # our client b arrives: the Hesong client sees status 1; we learn
+    # that it is already there (status 2)
+    b = net_client(8, router.port, 13, info="ours-b")
     new = v.wait("global", lambda e: e[4] == 1)
     assert new == [[OUR_UNIT, 8, 13, ROUTER_UNIT, 1, "ours-b"]]
     already = wait_for(lambda: [e for e in globals_since(net_lib, mark)
-                                if e[:4] == vendor_event and e[4] == 2], 5)
-    assert already == [vendor_event + [2, "the-vendor"]]
+                                if e[:4] == hesong_event and e[4] == 2], 5)
+    assert already == [hesong_event + [2, "the-hesong"]]
 
-    # b leaves: the vendor sees status 0
+    # b leaves: the Hesong client sees status 0
     b.dispose()
     left = v.wait("global", lambda e: e[4] == 0)
     assert left == [[OUR_UNIT, 8, 13, ROUTER_UNIT, 0, "ours-b"]]
 
-    # the vendor leaves (its process ends): we see status 0
+    # the Hesong client leaves (its process ends): we see status 0
     v.close()
     gone = wait_for(lambda: [e for e in globals_since(net_lib, mark)
-                             if e[:4] == vendor_event and e[4] == 0], 5)
-    assert gone == [vendor_event + [0, "the-vendor"]]
+                             if e[:4] == hesong_event and e[4] == 0], 5)
+    assert gone == [hesong_event + [0, "the-hesong"]]
 
-    # every event exactly once (the vendor's own cmd 10 answers to our
+    # every event exactly once (the Hesong client's own cmd 10 answers to our
     # clients' arrival are absorbed by the router, NET.md §10)
     time.sleep(0.3)
     assert [e for e in v.of("global")] == present + new + left
-    about_vendor = [e for e in globals_since(net_lib, mark) if e[:4] == vendor_event]
-    assert [e[4] for e in about_vendor] == [1, 2, 0], about_vendor
-    assert a.of("disconnect") == []
+    about_hesong = [e for e in globals_since(net_lib, mark) if e[:4] == hesong_event]
+    assert [e[4] for e in about_hesong] == [1, 2, 0], about_hesong
+    assert a.log.of("disconnect") == []
 
 
 # ---- 5. refused registrations ---------------------------------------------------------
 
-@pytest.mark.parametrize("user, password, code", [
-    ("bus", "wrong", -6),            # SMARTBUS_ERR_PWD
-    ("nobody", "secret", -5),        # SMARTBUS_ERR_USER
-    (None, None, -4),                # SMARTBUS_ERR_AUTHOR: no credentials at all
-    ("bus", "secret", 0),
-], ids=["wrong-password", "wrong-user", "no-credentials", "right-credentials"])
-def test_credentials_checked_by_router(make_router, vendor, user, password, code):
-    router = make_router(user="bus", password="secret")
-    v = vendor().start(router.port, user=user, password=password, **VENDOR)
-    assert v.wait("connect")[0][:3] == [5, ROUTER_UNIT, code]
-    if code == 0:
-        return
-    # any failure other than -10 is final: the vendor does not come back
-    # (it would after 2 s), and it has no registered link
+def test_credentials_checked_by_router(make_router, hesong):
+    """Four Hesong clients at once (units 20..23): wrong password -6, wrong
+    user -5, none -4, right ones 0."""
+    router = make_router(unit_id=ROUTER_UNIT, user="bus", password="secret")
+    cases = [("bus", "wrong", -6), ("nobody", "secret", -5), (None, None, -4),
+             ("bus", "secret", 0)]
+    clients = [hesong().start(router.port, unit=20 + k, client_id=5, user=user,
+                              password=password)
+               for k, (user, password, _) in enumerate(cases)]
+    for v, (_, _, code) in zip(clients, cases):
+        assert v.wait("connect")[0][:3] == [5, ROUTER_UNIT, code], v.info
+    # any failure other than -10 is final: the Hesong client does not come
+    # back (it would after 2 s), and it has no registered link
     time.sleep(2.6)
-    assert len(v.of("connect")) == 1, v.of("connect")
+    for v, (_, _, code) in zip(clients, cases):
+        assert len(v.of("connect")) == 1, v.of("connect")
+        assert v.send(1, 3, (30, 1, 11), b"x")["rc"] == (0 if code == 0 else -2)
     st = router.stats()
-    assert (st["accepted"], st["refused"], st["registered"], st["clients"]) == (1, 1, 0, 0), st
-    assert v.send(1, 3, (21, 1, 11), b"x")["rc"] == -2
+    assert (st["accepted"], st["refused"], st["registered"], st["clients"]) == (4, 3, 1, 1), st
 
 
-def test_duplicate_unit_and_client_gets_minus_10(make_router, vendor):
-    router = make_router()
-    first = vendor().start(router.port, info="first", **VENDOR)
+def test_duplicate_unit_and_client_gets_minus_10(make_router, hesong):
+    router = make_router(unit_id=ROUTER_UNIT)
+    first = hesong().start(router.port, info="first", **HESONG)
     first.wait("connect", lambda e: e[2] == 0)
-    second = vendor().start(router.port, info="second", **VENDOR)
+    second = hesong().start(router.port, info="second", **HESONG)
     # the newcomer is refused with -10 (already connected) ...
     assert second.wait("connect")[0][:3] == [5, ROUTER_UNIT, -10]
     # ... and retries every 2 s, refused again while the first one is there
@@ -243,24 +243,24 @@ def test_duplicate_unit_and_client_gets_minus_10(make_router, vendor):
 
 # ---- 6. router killed and restarted ---------------------------------------------------
 
-def test_vendor_reconnects_after_router_restart(router_process, vendor, ours):
+def test_hesong_reconnects_after_router_restart(router_process, hesong, net_client):
     r1 = router_process()
     port = r1.port
-    me = ours(7, 12, port)
-    v = vendor().start(port, **VENDOR)
+    me = net_client(7, port, 12)
+    v = hesong().start(port, **HESONG)
     v.wait("connect", lambda e: e[2] == 0)
     assert v.send(1, 3, (OUR_UNIT, 7, 12), b"before")["rc"] == 0
     assert wait_for(lambda: me.received(1), 5)
 
     r1.kill()
     v.wait("disconnect")
-    assert wait_for(lambda: me.of("disconnect"), 5)
+    assert me.log.wait("disconnect")
     assert v.send(1, 3, (OUR_UNIT, 7, 12), b"x")["rc"] == -2     # no registered link
 
     router_process(port=port)
-    # the vendor comes back by itself (it retries a refused connect every 2 s)
+    # the Hesong client comes back by itself (it retries a refused connect every 2 s)
     v.wait("connect", lambda e: e[2] == 0, count=2, timeout=10)
-    assert wait_for(lambda: len(me.of("connect")) >= 2, 10), me.events
+    assert len(me.log.wait("connect", 2, timeout=10)) == 2, me.log.timed()
     assert v.of("connect")[-1][:3] == [5, ROUTER_UNIT, 0]
 
     # data flows again, both ways
