@@ -327,6 +327,22 @@ def start_ipc_peer(peers, path, client_id=5, client_type=3, wait=True, env=None,
     return p
 
 
+def exchange_both_ways(a, a_to, b, b_to, count, max_size):
+    """Peers ``a`` and ``b`` send each other ``count`` payloads of a "send"
+    run (0..``max_size`` bytes) at the same time, ``a`` to ``a_to`` and
+    ``b`` to ``b_to`` ([unit, client, type]); each then checks the contents
+    and order of what it received.  Returns their "expect" answers."""
+    a.start_call(op="send", dst=a_to, count=count, max_size=max_size)
+    sent_b = b.call(op="send", dst=b_to, count=count, max_size=max_size, reply_timeout=120)
+    sent_a = a.reply(timeout=120)
+    assert sent_a["ok"] and sent_b["ok"], (sent_a, sent_b)
+    got_a = a.call(op="expect", count=count, max_size=max_size, timeout=120)
+    got_b = b.call(op="expect", count=count, max_size=max_size, timeout=120)
+    assert got_a["ok"], got_a
+    assert got_b["ok"], got_b
+    return got_a, got_b
+
+
 class ServerProcess:
     """``python -m smartbus.server ARGS`` in its own process (so that it can
     be signalled and killed); both output streams are drained and kept."""

@@ -204,13 +204,17 @@ def test_slow_handler_times_out_at_the_caller(caller, flow_server):
     assert [e[0] for e in evs] == ["ack", "timeout"]
     assert evs[0][4] == 1                          # acknowledged at once
     assert evs[1][1] is None and evs[1][2:] == ("proj1", iid)
+    # at the caller's timeout, not when the handler returns (1.5 s)
     took = [t for t, kind, _ in caller.log.timed() if kind == "flow_timeout"][0] - t0
-    assert 0.4 <= took <= 1.4, took
-    # other flows are served meanwhile (worker pool)
+    assert 0.4 <= took < 1.5, took
+    # other flows are served meanwhile (worker pool): before the slow one returns
     iid2 = launch(caller, "add", [1, 1])
-    assert settled(caller, iid2, 1.0)
+    assert settled(caller, iid2)
+    answered = [t for t, kind, args in caller.log.timed() if kind == "flow_resp" and
+                args[2] == iid2][0]
+    assert answered - t0 < 1.5, answered - t0
     # the late result is ignored
-    time.sleep(1.4)
+    time.sleep(max(0.0, t0 + 2.0 - time.monotonic()))
     assert [e[0] for e in flow_events(caller, iid)] == ["ack", "timeout"]
 
 
@@ -330,7 +334,8 @@ def test_flow_server_beside_the_ipc_client_and_stop(router, ipc_client):
             refused = c.launch_flow(0, 2, "p", "wait", 0, 5, [0])
             stopper.join(10)
             assert not stopper.is_alive()
-            assert 0.5 <= time.monotonic() - t0 <= 3.0
+            # when the running flow (1 s) returned, well before stop's 5 s timeout
+            assert 0.5 <= time.monotonic() - t0 <= 4.0
         assert settled(c, iid) and settled(c, refused)
         # the running flow finished and answered before the connection closed
         assert [e[0] for e in flow_events(c, iid)] == ["ack", "resp"]
@@ -361,7 +366,7 @@ def test_stop_does_not_wait_forever(router, ipc_client):
         assert entered.wait(5)
         t0 = time.monotonic()
         fs.stop(timeout=0.3)
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 5.0           # not the handler's 10 s
         assert not fs.connected
     finally:
         release.set()

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from helpers import (PeerProcess, WireServer, ipc_packet, head_of, register_ack, start_ipc_peer,
-                     start_net_peer, wait_for)
+from helpers import (PeerProcess, WireServer, exchange_both_ways, head_of, ipc_packet,
+                     register_ack, start_ipc_peer, start_net_peer, wait_for)
 
 N_MESSAGES = 3000
 MAX_SIZE = 65536
@@ -52,15 +52,8 @@ def test_ipc_and_net_exchange_data_both_ways(router, peers):
     ipc = start_ipc_peer(peers, router.ipc_path, client_id=5, client_type=3)
     net = start_net_peer(peers, router, 16)
     # both directions at once, sizes 0..64 KiB, contents and order checked
-    ipc.start_call(op="send", dst=[16, 1, 11], count=N_MESSAGES, max_size=MAX_SIZE)
-    sent_net = net.call(op="send", dst=[0, 5, 3], count=N_MESSAGES, max_size=MAX_SIZE,
-                        timeout=120)
-    sent_ipc = ipc.reply(timeout=120)
-    assert sent_ipc["ok"] and sent_net["ok"], (sent_ipc, sent_net)
-    got_net = net.call(op="expect", count=N_MESSAGES, max_size=MAX_SIZE, timeout=120)
-    got_ipc = ipc.call(op="expect", count=N_MESSAGES, max_size=MAX_SIZE, timeout=120)
-    assert got_net["ok"], got_net
-    assert got_ipc["ok"], got_ipc
+    got_ipc, got_net = exchange_both_ways(ipc, [16, 1, 11], net, [0, 5, 3], N_MESSAGES,
+                                          MAX_SIZE)
     # heads: the IPC client sends as unit 0 (the router's), the NET one as 16
     assert got_net["first"][0][:4] == [5, 3, 0, 5]
     assert got_ipc["first"][0][:4] == [5, 3, 16, 1]

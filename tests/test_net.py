@@ -5,7 +5,7 @@ peer with every kind of payload, the client's view of connect and
 disconnect, and dispose flushing what was queued.  The router's own rules
 are in test_router.py."""
 
-from helpers import TEST_UNIT, start_net_peer, wait_for
+from helpers import TEST_UNIT, exchange_both_ways, start_net_peer, wait_for
 
 N_MESSAGES = 10000
 MAX_SIZE = 65536
@@ -15,16 +15,10 @@ def test_exchange_10000_messages_both_ways(router, peers):
     a = start_net_peer(peers, router, 16)
     b = start_net_peer(peers, router, 17)
     # both directions at the same time: 10,000 messages of 0..64 KiB each way
-    a.start_call(op="send", dst=[17, 1, 11], count=N_MESSAGES, max_size=MAX_SIZE)
-    sent_b = b.call(op="send", dst=[16, 1, 11], count=N_MESSAGES, max_size=MAX_SIZE, timeout=120)
-    sent_a = a.reply(timeout=120)
-    assert sent_a["ok"] and sent_b["ok"], (sent_a, sent_b)
-    got_b = b.call(op="expect", count=N_MESSAGES, max_size=MAX_SIZE, timeout=120)
-    got_a = a.call(op="expect", count=N_MESSAGES, max_size=MAX_SIZE, timeout=120)
-    assert got_a["ok"], got_a
-    assert got_b["ok"], got_b
+    got_a, got_b = exchange_both_ways(a, [17, 1, 11], b, [16, 1, 11], N_MESSAGES, MAX_SIZE)
     # head of the first message: cmd 5, cmd_type 3, from unit 16 client 1
     assert got_b["first"][0][:4] == [5, 3, 16, 1]
+    assert got_a["first"][0][:4] == [5, 3, 17, 1]
     stats = router.stats()
     assert stats["routed_msgs"] >= 2 * N_MESSAGES
     assert stats["dropped_no_route"] == 0

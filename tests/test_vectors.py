@@ -231,6 +231,18 @@ def check_callback(cb, d, raw):
 
 # ---- NET vectors -----------------------------------------------------------------------
 
+# flow invoke and notify vectors: (kind, {decoded key: vector field}, the
+# vector's parameter text field, its length field) (NET.md §8.1, §9)
+FLOW_FIELDS = {
+    "flow_invoke.json": ("invoke", {"project_id": "project_id", "flow_id": "flow_id",
+                                    "mode": "mode", "channel": "invoke_ch",
+                                    "invoke_id": "invoke_id"}, "params", "params_len"),
+    "notify.json": ("notify", {"project_id": "project_id", "title": "title", "mode": "mode",
+                               "notify_id": "invoke_id", "expires": "expires"},
+                    "param", "param_len"),
+}
+
+
 def check_net_fields(name, entry, d, raw):
     f = entry.get("fields", {})
     payload = d["payload"]
@@ -252,20 +264,13 @@ def check_net_fields(name, entry, d, raw):
                 f["variant"], f["count"], f["time_launch"], f["time_return"])
             if entry.get("build") != BUILD_C:        # C never writes it
                 assert d["resend"] == f["resend_count"]
-    elif name == "flow_invoke.json":
-        assert (d["kind"], payload[0], d["project_id"], d["flow_id"], d["mode"], d["channel"],
-                d["invoke_id"], len(d["params"])) == (
-            "invoke", f["tag"], b(f["project_id"]), b(f["flow_id"]), f["mode"], f["invoke_ch"],
-            f["invoke_id"], f["params_len"])
-        if isinstance(f.get("params"), str):
-            assert d["params"] == b(f["params"])
-    elif name == "notify.json":
-        assert (d["kind"], payload[0], d["project_id"], d["title"], d["mode"], d["notify_id"],
-                d["expires"], len(d["params"])) == (
-            "notify", f["tag"], b(f["project_id"]), b(f["title"]), f["mode"], f["invoke_id"],
-            f["expires"], f["param_len"])
-        if isinstance(f.get("param"), str):
-            assert d["params"] == b(f["param"])
+    elif name in FLOW_FIELDS:
+        kind, fields, params, params_len = FLOW_FIELDS[name]
+        assert (d["kind"], payload[0], len(d["params"])) == (kind, f["tag"], f[params_len])
+        for key, field in fields.items():
+            assert d[key] == (b(f[field]) if isinstance(f[field], str) else f[field]), key
+        if isinstance(f.get(params), str):
+            assert d["params"] == b(f[params])
     elif name == "global_connect_reply.json":
         assert (d["kind"], d["cmd"], d["unit_id"], d["client_id"], d["client_type"],
                 d["ap_unit"], d["status"], d["info"]) == (
