@@ -12,7 +12,7 @@ import pytest
 
 from helpers import TEST_UNIT as OUR_UNIT, wait_for
 
-from .conftest import ROUTER_UNIT
+from .conftest import ROUTER_UNIT, HesongProcess
 
 pytestmark = pytest.mark.interop
 
@@ -43,41 +43,27 @@ def globals_since(net_lib, mark):
     return [list(e) for e in net_lib.global_events[mark:]]
 
 
-# ---- 1. registration and link liveness -------------------------------------------
-
+#: longer than the ~14.9 s after which the Hesong client drops a silent link
 LIVENESS_S = 20.0
 
 
-def test_hesong_registers_and_link_stays_up_20s(make_router, hesong):
-    router = make_router(unit_id=ROUTER_UNIT)
-    v = hesong().start(router.port, **HESONG)
-    # connection callback: (local client id, access point = our router's unit, ack 0)
-    assert v.wait("connect")[0][:3] == [HESONG["client_id"], ROUTER_UNIT, 0]
-    assert router.stats()["clients"] == 1
-
-    # nothing but heartbeats and their answers on the link for 20 s: the
-    # Hesong client declares a link dead after ~14.9 s without a received byte
-    # (NET.md §5.4), so only answered heartbeats keep it up
-    hb0, t0 = router.stats()["heartbeats"], time.monotonic()
-    deadline = t0 + LIVENESS_S
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        assert v.proc.poll() is None, "the Hesong process died: %s" % v.diagnostics()
-        assert not v.of("disconnect"), "link dropped after %.1f s: %s" % (
-            time.monotonic() - t0, v.diagnostics())
-    st = router.stats()
-    rate = (st["heartbeats"] - hb0) / (time.monotonic() - t0)
-
-    assert not v.of("disconnect")
-    assert len(v.of("connect")) == 1, v.of("connect")     # no re-registration
-    assert (st["accepted"], st["registered"], st["closed"], st["clients"]) == (1, 1, 0, 1), st
-    # build C heartbeats every 1 ms (~1000/s); each one is answered
-    assert rate > 200, "only %.0f heartbeats/s answered" % rate
-    # still registered: SendData returns 0 (-2 without a registered link)
-    assert v.send(1, 3, (21, 1, 11), b"x")["rc"] == 0
+@pytest.fixture(scope="module", autouse=True)
+def idle_hesong_link(hesong_lib):
+    """A Hesong client registered with a router of its own, then left alone.
+    It starts with this module's first test so that its LIVENESS_S seconds
+    pass while the other tests run; test_hesong_link_stays_up_20s, the
+    module's last test, waits for what is left and checks the link."""
+    from smartbus.server import Server
+    with Server(unit_id=ROUTER_UNIT) as router:
+        v = HesongProcess(hesong_lib).start(router.port, **HESONG)
+        try:
+            connected = v.wait("connect")
+            yield router, v, connected, router.stats()["heartbeats"], time.monotonic()
+        finally:
+            v.close()
 
 
-# ---- 2. data both ways ------------------------------------------------------------
+# ---- 1. data both ways ------------------------------------------------------------
 
 def test_data_both_ways_between_hesong_and_our_client(make_router, hesong, net_client):
     router = make_router(unit_id=ROUTER_UNIT)
@@ -115,7 +101,7 @@ def test_data_both_ways_between_hesong_and_our_client(make_router, hesong, net_c
     assert router.stats()["dropped_no_route"] == 0
 
 
-# ---- 3. ping both ways ------------------------------------------------------------
+# ---- 2. ping both ways ------------------------------------------------------------
 
 def test_ping_both_ways_is_answered_by_each_library(make_router, hesong, net_client):
     router = make_router(unit_id=ROUTER_UNIT)
@@ -153,7 +139,7 @@ def test_ping_both_ways_is_answered_by_each_library(make_router, hesong, net_cli
         ((7, 1, 11, 20, 5, 12, OUR_UNIT, 7), b"")]
 
 
-# ---- 4. global connect --------------------------------------------------------------
+# ---- 3. global connect --------------------------------------------------------------
 
 def test_global_connect_events_both_ways(make_router, hesong, net_client, net_lib):
     router = make_router(unit_id=ROUTER_UNIT)
@@ -200,7 +186,7 @@ def test_global_connect_events_both_ways(make_router, hesong, net_client, net_li
     assert a.log.of("disconnect") == []
 
 
-# ---- 5. refused registrations ---------------------------------------------------------
+# ---- 4. refused registrations ---------------------------------------------------------
 
 def test_credentials_checked_by_router(make_router, hesong):
     """Four Hesong clients at once (units 20..23): wrong password -6, wrong
@@ -241,7 +227,7 @@ def test_duplicate_unit_and_client_gets_minus_10(make_router, hesong):
     assert router.stats()["clients"] == 1
 
 
-# ---- 6. router killed and restarted ---------------------------------------------------
+# ---- 5. router killed and restarted ---------------------------------------------------
 
 def test_hesong_reconnects_after_router_restart(router_process, hesong, net_client):
     r1 = router_process()
@@ -271,3 +257,28 @@ def test_hesong_reconnects_after_router_restart(router_process, hesong, net_clie
     me.send_data(3, 3, 20, 5, 11, b"and back")
     back = v.wait("recv", lambda e: e[1]["cmd"] == 3)
     assert bytes.fromhex(back[0][2]) == b"and back"
+
+
+# ---- 6. link liveness (keep last: see idle_hesong_link) ---------------------------------
+
+def test_hesong_link_stays_up_20s(idle_hesong_link):
+    router, v, connected, hb0, t0 = idle_hesong_link
+    # connection callback: (local client id, access point = our router's unit, ack 0)
+    assert connected[0][:3] == [HESONG["client_id"], ROUTER_UNIT, 0]
+    # nothing but heartbeats and their answers on the link for 20 s: the
+    # Hesong client declares a link dead after ~14.9 s without a received
+    # byte (NET.md §5.4), so only answered heartbeats keep it up
+    while time.monotonic() < t0 + LIVENESS_S:
+        time.sleep(0.5)
+        assert v.proc.poll() is None, "the Hesong process died: %s" % v.diagnostics()
+        assert not v.of("disconnect"), "link dropped after %.1f s: %s" % (
+            time.monotonic() - t0, v.diagnostics())
+    st = router.stats()
+    rate = (st["heartbeats"] - hb0) / (time.monotonic() - t0)
+
+    assert len(v.of("connect")) == 1, v.of("connect")     # no re-registration
+    assert (st["accepted"], st["registered"], st["closed"], st["clients"]) == (1, 1, 0, 1), st
+    # build C heartbeats every 1 ms (~1000/s); each one is answered
+    assert rate > 200, "only %.0f heartbeats/s answered" % rate
+    # still registered: SendData returns 0 (-2 without a registered link)
+    assert v.send(1, 3, (21, 1, 11), b"x")["rc"] == 0
