@@ -16,7 +16,7 @@ from helpers import TESTS_DIR, sdk_source_dir, start_net_peer
 SDK = sdk_source_dir()
 pytestmark = pytest.mark.skipif(SDK is None, reason="the C SDK's sources are not at hand "
                                                     "(a checkout, or set SMARTBUS_SDK_DIR)")
-SOURCES = sorted(glob.glob(os.path.join(SDK or "", "src", "*.c")))
+SOURCES = sorted(glob.glob(os.path.join(SDK, "src", "*.c"))) if SDK else []
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-pthread",
           "-I" + os.path.join(SDK or "", "include"), "-I" + os.path.join(SDK or "", "src")]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",

@@ -114,13 +114,7 @@ class HesongProcess(ScriptProcess):
                           client_type=client_type, host="127.0.0.1", port=port, user=user,
                           password=password, info=info)
         assert reply["ok"], reply
-        self.unit, self.client_id, self.client_type, self.info = unit, client_id, client_type, info
         return self
-
-    @property
-    def triple(self):
-        """(unit, client id, type) as destination arguments."""
-        return self.unit, self.client_id, self.client_type
 
     def poll(self):
         """Collects the new events; returns every event seen so far (after

@@ -197,8 +197,8 @@ def test_credentials_checked_by_router(make_router, hesong):
     clients = [hesong().start(router.port, unit=20 + k, client_id=5, user=user,
                               password=password)
                for k, (user, password, _) in enumerate(cases)]
-    for v, (_, _, code) in zip(clients, cases):
-        assert v.wait("connect")[0][:3] == [5, ROUTER_UNIT, code], v.info
+    for v, (user, password, code) in zip(clients, cases):
+        assert v.wait("connect")[0][:3] == [5, ROUTER_UNIT, code], (user, password)
     # any failure other than -10 is final: the Hesong client does not come
     # back (it would after 2 s), and it has no registered link
     time.sleep(2.6)
