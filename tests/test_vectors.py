@@ -29,6 +29,7 @@ import re
 import pytest
 
 from smartbus import _native
+from smartbus.head import Head
 from smartbus.errors import SMARTBUS_ERR_TIMEOUT
 
 from helpers import TESTS_DIR, VECTORS_DIR
@@ -179,7 +180,7 @@ def round_trip(raw, undefined, unread=()):
 def generic_round_trip(raw):
     """A packet our decoder rejects for its kind: its head still decodes,
     and it round-trips as a plain packet (head + payload + padding)."""
-    head = _native.Head(raw)
+    head = Head(raw)
     d = {k: raw[i] for i, k in enumerate(HEAD_KEYS[:8], start=2)}
     d.update(reserved=raw[10:12], kind="data", payload=raw[20:20 + head.data_length],
              pad=head.packet_size - 20 - head.data_length)
