@@ -177,7 +177,7 @@ def test_send_queue_is_bounded():
             r = peer.call(op="fill", dst=[0, 2, 2], size=65536, limit=20000, timeout=60)
             assert r["ok"] and r["error_code"] == -7, r
             assert r["sent"] < 20000
-            assert 0 < r["queued_bytes"] <= 64 << 20
+            assert r["queued_bytes"] <= 64 << 20
         finally:
             conn.close()            # else closing the client lingers 2 s on its full queue
             peer.close()

@@ -158,15 +158,16 @@ def test_global_events_exactly_once(router, peers):
 # ---- bounded memory --------------------------------------------------------------------
 
 
-def flood_until_paused(router, sender, dst, limit=4096):
+def flood_until_paused(router, sender, dst, limit=4096, timeout=30.0):
     """Sends BIG-byte messages numbered 0, 1, ... (first 4 bytes) from our
     client ``sender`` to ``dst`` (unit, client, type) until the router pauses
     the sender; returns how many were sent."""
     data = bytearray(BIG)
     n = 0
+    deadline = time.monotonic() + timeout
     while router.stats()["paused_reads"] == 0:
-        assert n < limit, "%d messages sent, the router never paused the sender: %r" % (
-            n, router.stats())
+        assert n < limit and time.monotonic() < deadline, \
+            "%d messages sent, the router never paused the sender: %r" % (n, router.stats())
         data[:4] = n.to_bytes(4, "little")
         try:
             sender.send_data(1, 3, *dst, data)
