@@ -1,40 +1,24 @@
-"""Shared fixtures: a real router on loopback, peer processes, the NET
-library initialised once for the test process (unit 40)."""
+"""Fixtures shared by the whole suite: routers on loopback, our clients in
+this process (smartbus.net initialised once, unit TEST_UNIT), peer processes
+and router processes.  Every fixture that makes things records them and
+closes them at teardown; a teardown that would hang fails instead (every
+close is bounded).  The plain helpers behind them are in helpers.py."""
 
-import collections
-import json
+import contextlib
 import os
-import queue
 import shutil
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-#: the shared protocol specs and vectors, beside the checkout
-SHARED = os.environ.get("SMARTBUS_SHARED") or os.path.join(os.path.dirname(ROOT), "shared")
-VECTORS = os.path.join(SHARED, "protocol", "vectors")
-#: tests that read the golden vectors skip where they are absent (e.g. inside
-#: cibuildwheel's container), but never in CI, where they must run
-needs_vectors = pytest.mark.skipif(not os.path.isdir(VECTORS) and not os.environ.get("CI"),
-                                   reason="golden vectors not found at %s" % VECTORS)
-#: the unit id of the pytest process itself (NET units are one per process)
-TEST_UNIT = 40
+from helpers import TEST_UNIT, PeerProcess, ServerProcess, closing_all, recording
 
 
-def wait_for(predicate, timeout=5.0, interval=0.01):
-    """Polls ``predicate`` until it is true; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
+def pytest_configure(config):
+    # registered here rather than in pyproject.toml: the suite also runs
+    # from a copy of tests/ against an installed wheel
+    config.addinivalue_line("markers", "interop: wire compatibility with the Hesong client "
+                                       "library (hesong-ipsc-busnetcli, Linux x86-64)")
 
 
 @pytest.fixture
@@ -46,19 +30,25 @@ def short_tmp():
 
 
 @pytest.fixture
-def router(short_tmp):
-    """A running router (unit 0) with TCP on loopback and an IPC socket."""
+def make_router():
+    """Factory of started routers (smartbus.server.Server: unit 0, TCP on
+    loopback with a free port, no IPC unless ``ipc_path`` is given)."""
     from smartbus.server import Server
-    srv = Server(host="127.0.0.1", port=0, unit_id=0, ipc_path=os.path.join(short_tmp, "ipc"))
-    srv.start()
-    yield srv
-    srv.stop()
+    with closing_all(lambda **kw: Server(**kw).start(), lambda srv: srv.stop()) as make:
+        yield make
+
+
+@pytest.fixture
+def router(make_router, short_tmp):
+    """A running router (unit 0) with TCP on loopback and an IPC socket."""
+    return make_router(ipc_path=os.path.join(short_tmp, "ipc"))
 
 
 @pytest.fixture(scope="session")
 def net_lib():
-    """smartbus.net initialised for this process with unit TEST_UNIT; global
-    connect events land in ``net_lib.global_events``."""
+    """smartbus.net initialised for this process with unit TEST_UNIT; the
+    global connect events of the initialize() callback land in
+    ``net_lib.global_events``."""
     from smartbus.net import Client
     events = []
     Client.initialize(TEST_UNIT, lambda *a: events.append(a))
@@ -67,108 +57,64 @@ def net_lib():
     Client.release()
 
 
-class ScriptProcess:
-    """A Python script in its own process, driven by one JSON command per
-    line on stdin and answering one JSON line on stdout; ``call`` sends a
-    command and waits (bounded) for the answer."""
+@contextlib.contextmanager
+def client_factory(create):
+    """A factory of our clients made by ``create(*args, **kwargs)``:
+    ``make(*args, activate=True, connect=True, **kwargs)`` activates the
+    client and, with ``connect``, waits until it is registered.  All are
+    disposed on exit."""
+    with closing_all(create, lambda c: c.dispose()) as created:
+        def make(*args, activate=True, connect=True, **kwargs):
+            c = created(*args, **kwargs)
+            if activate:
+                c.activate()
+                if connect:
+                    assert c.connected.wait(10), "client %d did not register: %r" % (
+                        c.client_id, c.log.timed())
+            return c
 
-    name = "process"
-
-    def __init__(self, script, env):
-        self.proc = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                     text=True)
-        self.replies = queue.Queue()
-        self.stderr = collections.deque(maxlen=500)
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.replies.put(json.loads(line))
-        self.replies.put(None)
-
-    def _read_err(self):
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def call(self, timeout=30, **cmd):
-        if self.proc.poll() is not None:
-            raise AssertionError("%s exited (code %s) before %r; stderr:\n%s"
-                                 % (self.name, self.proc.returncode, cmd.get("op"),
-                                    "".join(self.stderr)))
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        try:
-            reply = self.replies.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("%s did not answer %r within %s s; stderr:\n%s"
-                                 % (self.name, cmd, timeout, "".join(self.stderr))) from None
-        if reply is None:
-            raise AssertionError("%s exited (code %s) on %r; stderr:\n%s"
-                                 % (self.name, self.proc.wait(), cmd, "".join(self.stderr)))
-        return reply
-
-    def quit(self, timeout=10):
-        """Asks the script to quit; kills it if it does not exit in time.
-        Returns True when it exited by itself."""
-        if self.proc.poll() is not None:
-            return True
-        try:
-            self.call(op="quit", timeout=timeout)
-        except (AssertionError, OSError, ValueError):
-            pass
-        try:
-            self.proc.wait(timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return False
+        yield make
 
 
-class PeerProcess(ScriptProcess):
-    """tests/peer.py: a smartbus client in its own process."""
+@pytest.fixture
+def net_client(net_lib):
+    """Factory of our NET clients in this process (unit TEST_UNIT, class
+    helpers.Recording or a subclass ``cls`` of it):
+    ``make(client_id, port, client_type=11, cls=None, **kwargs)``, see
+    client_factory."""
+    def create(client_id, port, client_type=11, cls=None, **kwargs):
+        cls = cls or recording(net_lib)
+        return cls.create(client_id, client_type, "127.0.0.1", port, **kwargs)
 
-    name = "peer"
-
-    def __init__(self, env=None):
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env.update(env or {})
-        super().__init__(os.path.join(HERE, "peer.py"), full_env)
-
-    def close(self, timeout=10):
-        if not self.quit(timeout):
-            raise AssertionError("peer did not exit within %s s" % timeout)
-        return self.proc.returncode
+    with client_factory(create) as make:
+        yield make
 
 
-def start_net_peer(peers, router, unit, client_id=1, client_type=11, **extra):
-    """A registered NET client of unit ``unit`` in a peer process (info "unit-N")."""
-    p = peers()
-    assert p.call(op="init", kind="net", unit=unit, port=router.port, client_id=client_id,
-                  client_type=client_type, info="unit-%d" % unit, **extra)["ok"]
-    assert p.call(op="wait_connected", timeout=5)["ok"], "unit %d did not connect" % unit
-    return p
+@pytest.fixture
+def ipc_client():
+    """Factory of our IPC client in this process (one at a time, class
+    helpers.Recording): ``make(client_id, ipc_path, client_type=3, **kwargs)``,
+    see client_factory."""
+    from smartbus.ipc import Client
 
+    def create(client_id, ipc_path, client_type=3, **kwargs):
+        return recording(Client).create(client_id, client_type, ipc_path=ipc_path, **kwargs)
 
-def events_of(peer, kind):
-    """The events of one kind a peer recorded, without the kind."""
-    return [e[1:] for e in peer.call(op="events")["events"] if e[0] == kind]
+    with client_factory(create) as make:
+        yield make
 
 
 @pytest.fixture
 def peers():
-    """Factory of peer processes, all stopped at teardown (a peer that does
-    not exit within its timeout fails the test)."""
-    made = []
+    """Factory of peer processes (tests/peer.py), all stopped at teardown
+    (a peer that does not exit within its timeout fails the test)."""
+    with closing_all(PeerProcess, lambda p: p.close()) as make:
+        yield make
 
-    def make(**env):
-        p = PeerProcess(env)
-        made.append(p)
-        return p
 
-    yield make
-    for p in made:
-        p.close()
+@pytest.fixture
+def server_process():
+    """Factory of ``python -m smartbus.server`` processes
+    (helpers.ServerProcess), all killed at teardown."""
+    with closing_all(ServerProcess, lambda s: s.kill()) as make:
+        yield make

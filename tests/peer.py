@@ -1,8 +1,9 @@
-"""A SmartBus client in its own process, driven by the tests.
+"""A smartbus client in its own process, driven by the tests.
 
 The NET library keeps one unit id per process, so tests that need several
 units run each in a peer process.  The peer reads one JSON command per line
-on stdin and answers one JSON line on stdout:
+on stdin and answers one JSON line on stdout (``serve``, shared with
+tests/hesong_peer.py):
 
     {"op": "init", "kind": "net", "unit": 16, "port": P, "client_id": 1, "client_type": 11}
     {"op": "init", "kind": "ipc", "ipc_path": "...", "client_id": 5, "client_type": 3}
@@ -10,20 +11,27 @@ on stdin and answers one JSON line on stdout:
     {"op": "send", "dst": [unit, client, type], "count": N, "max_size": 65536}
     {"op": "expect", "count": N, "timeout": 30}      # checks contents and order
     {"op": "send_raw", "cmd": 1, "cmd_type": 3, "dst": [unit, client, type], "data": "hex"}
+    {"op": "fill", "dst": [unit, client, type], "size": S, "limit": N}
     {"op": "ping", "dst": [unit, client, type], "data": "hex"}
-    {"op": "events"}                                  # connect/global/flow_... seen so far
+    {"op": "received", "count": N, "timeout": 5}      # the data messages so far
+                                                      # (after waiting for N, if given)
+    {"op": "events"}                                  # connect/global/flow_... so far
     {"op": "launch_flow", "args": [unit, process, project, flow, mode, timeout, params]}
     {"op": "notify", "args": [unit, process, project, title, mode, expires, txt]}
+    {"op": "unit"}
     {"op": "quit"}
 
-Payload i of a run is ``payload(i, max_size)``: its size and contents depend
-on i, so the receiver can check both and the order.
+Events are lists [kind, *arguments] (helpers.Recording); a head argument
+becomes [cmd, cmd_type, src unit, src client, data length], or null.
+Payload i of a "send" run is ``payload(i, max_size)``: its size and
+contents depend on i, so the receiver can check both and the order.
 """
 
 import json
 import sys
-import threading
 import time
+
+from helpers import recording
 
 PATTERN = bytes(range(256)) * 520
 
@@ -43,76 +51,35 @@ def payload(i, max_size):
     return PATTERN[off:off + n]
 
 
+def head_list(head):
+    if head is None:
+        return None
+    return [head.cmd, head.cmd_type, head.src_unit_id, head.src_unit_client_id,
+            head.data_length]
+
+
 class Peer:
     def __init__(self):
         self.client = None
-        self.lock = threading.Lock()
-        self.events = []
-        self.data = []                 # (cmd, cmd_type, src unit, src client, data)
-        self.connected = threading.Event()
-        self.cond = threading.Condition(self.lock)
 
-    def record(self, *ev):
-        with self.lock:
-            self.events.append(list(ev))
-
-    def make_client(self, cmd):
-        peer = self
-        kind = cmd["kind"]
-        if kind == "net":
+    def init(self, cmd):
+        if cmd["kind"] == "net":
             from smartbus.net import Client
-            Client.initialize(cmd["unit"], lambda *a: peer.record("global", *a))
+            Client.initialize(cmd["unit"])
+            self.client = recording(Client).create(
+                cmd.get("client_id", 1), cmd.get("client_type", 11), "127.0.0.1", cmd["port"],
+                user=cmd.get("user"), password=cmd.get("password"), info=cmd.get("info"))
         else:
             from smartbus.ipc import Client
-
-        class PeerClient(Client):
-            def on_connect(self):
-                peer.record("connect", self.access_unit_id)
-                peer.connected.set()
-
-            def on_connect_fail(self, code):
-                peer.record("connect_fail", code)
-
-            def on_disconnect(self):
-                peer.record("disconnect")
-                peer.connected.clear()
-
-            def on_data(self, head, data):
-                with peer.cond:
-                    peer.data.append((head.cmd, head.cmd_type, head.src_unit_id,
-                                      head.src_unit_client_id, head.data_length, data))
-                    peer.cond.notify_all()
-
-            def on_global_connect_state_changed(self, *args):
-                if kind == "ipc":
-                    peer.record("global", *args)
-
-            def on_flow_ack(self, head, project_id, invoke_id, code, msg):
-                peer.record("flow_ack", project_id, invoke_id, code, msg, head is not None)
-
-            def on_flow_resp(self, head, project_id, invoke_id, params):
-                peer.record("flow_resp", project_id, invoke_id, params, head is not None)
-
-            def on_flow_timeout(self, head, project_id, invoke_id):
-                peer.record("flow_timeout", project_id, invoke_id, head is not None)
-
-            def on_flow_error(self, head, project_id, invoke_id, code):
-                peer.record("flow_error", project_id, invoke_id, code, head is not None)
-
-        if kind == "net":
-            c = PeerClient.create(cmd.get("client_id", 1), cmd.get("client_type", 11),
-                                  "127.0.0.1", cmd["port"], user=cmd.get("user"),
-                                  password=cmd.get("password"), info=cmd.get("info"))
-        else:
-            c = PeerClient.create(cmd.get("client_id", 1), cmd.get("client_type", 3),
-                                  user=cmd.get("user"), password=cmd.get("password"),
-                                  info=cmd.get("info"), ipc_path=cmd.get("ipc_path"))
-        c.activate()
-        self.client = c
+            self.client = recording(Client).create(
+                cmd.get("client_id", 1), cmd.get("client_type", 3), user=cmd.get("user"),
+                password=cmd.get("password"), info=cmd.get("info"), ipc_path=cmd.get("ipc_path"))
+        self.client.activate()
         return {"ok": True}
 
     def send(self, cmd):
-        from smartbus.errors import SmartBusError
+        """``count`` payloads, retrying those the full send queue refuses."""
+        from smartbus.errors import SMARTBUS_ERR_BUFF_FULL, SmartBusError
         unit, client, ctype = cmd["dst"]
         max_size = cmd.get("max_size", 64)
         full = 0
@@ -124,62 +91,57 @@ class Peer:
                                           ctype, data)
                     break
                 except SmartBusError as exc:
-                    if exc.code != -7:          # queue full: wait for the I/O thread
+                    if exc.code != SMARTBUS_ERR_BUFF_FULL:
                         return {"ok": False, "error": str(exc), "sent": i}
                     full += 1
-                    time.sleep(0.001)
+                    time.sleep(0.001)       # the I/O thread empties the queue
         return {"ok": True, "sent": cmd["count"], "queue_full_retries": full}
 
     def expect(self, cmd):
+        """Waits for ``count`` messages and checks them against a "send" run."""
         count, max_size = cmd["count"], cmd.get("max_size", 64)
-        deadline = time.monotonic() + cmd.get("timeout", 30)
-        with self.cond:
-            while len(self.data) < count and time.monotonic() < deadline:
-                self.cond.wait(0.2)
-            got = list(self.data)
-            del self.data[:count]
+        got = self.client.log.wait("data", count, timeout=cmd.get("timeout", 30))
         errors = []
-        for i, (c, ct, su, sc, dl, data) in enumerate(got[:count]):
+        for i, (head, data) in enumerate(got[:count]):
             want = payload(i, max_size)
-            if data != want or dl != len(want):
+            if data != want or head.data_length != len(want):
                 errors.append("message %d: %d bytes (head says %d), expected %d%s"
-                              % (i, len(data), dl, len(want),
+                              % (i, len(data), head.data_length, len(want),
                                  "" if len(data) != len(want) else ", contents differ"))
                 if len(errors) > 10:
                     break
         return {"ok": len(got) >= count and not errors, "received": len(got), "errors": errors,
-                "first": [list(x[:5]) for x in got[:1]]}
+                "first": [head_list(h) for h, _ in got[:1]]}
+
+    def fill(self, cmd):
+        """Sends ``size``-byte messages until one is refused (at most ``limit``)."""
+        from smartbus.errors import SmartBusError
+        unit, client, ctype = cmd["dst"]
+        data = bytes(cmd["size"])
+        code, sent = 0, 0
+        for sent in range(cmd["limit"]):
+            try:
+                self.client.send_data(1, 3, unit, client, ctype, data)
+            except SmartBusError as exc:
+                code = exc.code
+                break
+        st = self.client.stats()
+        return {"ok": True, "sent": sent, "error_code": code,
+                "queued_bytes": st["queued_bytes"], "queued_msgs": st["queued_msgs"]}
 
     def handle(self, cmd):
         op = cmd["op"]
         if op == "init":
-            return self.make_client(cmd)
+            return self.init(cmd)
         if op == "wait_connected":
-            return {"ok": self.connected.wait(cmd.get("timeout", 5))}
-        if op == "send":
-            return self.send(cmd)
-        if op == "expect":
-            return self.expect(cmd)
+            return {"ok": self.client.connected.wait(cmd.get("timeout", 5))}
+        if op in ("send", "expect", "fill"):
+            return getattr(self, op)(cmd)
         if op == "send_raw":
             unit, client, ctype = cmd["dst"]
             self.client.send_data(cmd["cmd"], cmd["cmd_type"], unit, client, ctype,
                                   bytes.fromhex(cmd.get("data", "")))
             return {"ok": True}
-        if op == "fill":
-            # sends `size`-byte messages until one is refused (or `limit`)
-            from smartbus.errors import SmartBusError
-            unit, client, ctype = cmd["dst"]
-            data = bytes(cmd["size"])
-            code = 0
-            for i in range(cmd["limit"]):
-                try:
-                    self.client.send_data(1, 3, unit, client, ctype, data)
-                except SmartBusError as exc:
-                    code = exc.code
-                    break
-            st = self.client.stats()
-            return {"ok": True, "sent": i, "error_code": code,
-                    "queued_bytes": st["queued_bytes"], "queued_msgs": st["queued_msgs"]}
         if op == "ping":
             unit, client, ctype = cmd["dst"]
             self.client.ping(unit, client, ctype, bytes.fromhex(cmd.get("data", "")))
@@ -189,12 +151,12 @@ class Peer:
         if op == "notify":
             return {"ok": True, "id": self.client.notify(*cmd["args"])}
         if op == "received":
-            with self.lock:
-                return {"ok": True, "data": [[c, ct, su, sc, dl, d.hex()]
-                                             for c, ct, su, sc, dl, d in self.data]}
+            got = self.client.log.wait("data", cmd.get("count", 0), timeout=cmd.get("timeout", 0))
+            return {"ok": True, "data": [head_list(h) + [d.hex()] for h, d in got]}
         if op == "events":
-            with self.lock:
-                return {"ok": True, "events": list(self.events)}
+            return {"ok": True, "events": [
+                [kind] + [head_list(a) if hasattr(a, "cmd_type") else a for a in args]
+                for _, kind, args in self.client.log.timed() if kind != "data"]}
         if op == "unit":
             return {"ok": True, "unit_id": self.client.unit_id}
         if op == "quit":
@@ -204,21 +166,24 @@ class Peer:
         return {"ok": False, "error": "unknown op %r" % op}
 
 
-def main():
-    peer = Peer()
+def serve(handle, out):
+    """The loop of a peer script: each JSON command line on stdin goes to
+    ``handle``, whose answer (an exception becomes {"ok": false, "error"})
+    is written as one JSON line to ``out``; stops after "quit" or at the
+    end of stdin."""
     for line in sys.stdin:
         if not line.strip():
             continue
         cmd = json.loads(line)
         try:
-            reply = peer.handle(cmd)
+            reply = handle(cmd)
         except Exception as exc:              # reported to the test, which fails
             reply = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
         if cmd["op"] == "quit":
             break
 
 
 if __name__ == "__main__":
-    main()
+    serve(Peer().handle, sys.stdout)

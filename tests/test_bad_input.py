@@ -1,7 +1,6 @@
 """Bad input gets a clear Python exception naming the problem, never a crash
 or a hang."""
 
-import os
 import subprocess
 import sys
 import threading
@@ -9,24 +8,14 @@ import time
 
 import pytest
 
-from conftest import ROOT, TEST_UNIT, start_net_peer, wait_for
+from helpers import TEST_UNIT, package_env, recording, start_net_peer, wait_for
 from smartbus.errors import AlreadyExistsError, AlreadyInitializedError, SmartBusError
 
 
 @pytest.fixture
-def connected(router, net_lib):
-    """A NET client of this process, registered with the router."""
-    ok = threading.Event()
-
-    class C(net_lib):
-        def on_connect(self):
-            ok.set()
-
-    c = C.create(9, 11, "127.0.0.1", router.port)
-    c.activate()
-    assert ok.wait(5)
-    yield c
-    c.dispose()
+def connected(router, net_client):
+    """A NET client of this process (client 9), registered with the router."""
+    return net_client(9, router.port)
 
 
 def test_str_payload_is_a_type_error(connected):
@@ -38,12 +27,15 @@ def test_str_payload_is_a_type_error(connected):
         connected.send_data(1, 3, 16, 1, 11, 12345)
 
 
-def test_bytes_like_payloads_and_none_are_accepted(connected):
-    # nobody is at unit 16: the router drops them, but the client accepts them
-    for data in (b"abc", bytearray(b"abc"), memoryview(b"abcdef")[1:4], None, b""):
+def test_bytes_like_payloads_and_none_are_accepted(router, connected, peers):
+    p = start_net_peer(peers, router, 16)
+    for data in (b"abc", bytearray(b"abd"), memoryview(b"abcdef")[1:4], None, b""):
         connected.send_data(1, 3, 16, 1, 11, data)
     connected.ping(16, 1, 11)
     connected.ping(16, 1, 11, None)
+    got = p.received(7)
+    assert [(d[0], bytes.fromhex(d[5])) for d in got] == [
+        (1, b"abc"), (1, b"abd"), (1, b"bcd"), (1, b""), (1, b""), (7, b""), (7, b"")]
 
 
 def test_destination_unit_48_is_error_12(connected):
@@ -136,8 +128,7 @@ def test_second_initialize_raises(net_lib):
 
 def run_fresh(code):
     """Runs ``code`` in a fresh interpreter (the NET library is per process)."""
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", code], env=package_env(), capture_output=True,
                           text=True, timeout=60)
 
 
@@ -182,71 +173,45 @@ def test_process_exits_cleanly_with_clients_connected(router):
     assert r.stdout.strip() == "exiting"
 
 
-def test_handler_exception_is_logged_not_lost(router, net_lib, peers, caplog):
-    ok = threading.Event()
+def test_handler_exception_is_logged_not_lost(router, net_lib, net_client, peers, caplog):
     calls = []
 
-    class C(net_lib):
-        def on_connect(self):
-            ok.set()
-
+    class Raising(recording(net_lib)):
         def on_data(self, head, data):
             calls.append(data)
             raise ValueError("boom in handler")
 
-    c = C.create(33, 11, "127.0.0.1", router.port)
-    try:
-        c.activate()
-        assert ok.wait(5)
-        p = start_net_peer(peers, router, 16)
-        with caplog.at_level("ERROR", logger="smartbus"):
-            assert p.call(op="send", dst=[TEST_UNIT, 33, 11], count=2, max_size=8)["ok"]
-            assert wait_for(lambda: len(calls) == 2, 5)
-            assert wait_for(lambda: sum("boom in handler" in r.exc_text for r in caplog.records
-                                        if r.exc_text) == 2, 5)
-    finally:
-        c.dispose()
+    net_client(33, router.port, cls=Raising)
+    p = start_net_peer(peers, router, 16)
+    with caplog.at_level("ERROR", logger="smartbus"):
+        assert p.call(op="send", dst=[TEST_UNIT, 33, 11], count=2, max_size=8)["ok"]
+        assert wait_for(lambda: len(calls) == 2, 5)
+        assert wait_for(lambda: sum("boom in handler" in r.exc_text for r in caplog.records
+                                    if r.exc_text) == 2, 5)
 
 
-def test_executor_gets_the_handlers(router, net_lib, peers):
+def test_executor_gets_the_handlers(router, net_lib, net_client, peers):
     from concurrent.futures import ThreadPoolExecutor
-    ok = threading.Event()
     threads = []
 
-    class C(net_lib):
-        def on_connect(self):
-            ok.set()
-
+    class ThreadNoting(recording(net_lib)):
         def on_data(self, head, data):
             threads.append(threading.current_thread().name)
 
     with ThreadPoolExecutor(1, thread_name_prefix="userpool") as ex:
-        c = C.create(34, 11, "127.0.0.1", router.port, event_executor=ex)
-        try:
-            c.activate()
-            assert ok.wait(5)
-            p = start_net_peer(peers, router, 16)
-            assert p.call(op="send", dst=[TEST_UNIT, 34, 11], count=3, max_size=8)["ok"]
-            assert wait_for(lambda: len(threads) == 3, 5)
-            assert all(t.startswith("userpool") for t in threads), threads
-        finally:
-            c.dispose()
+        c = net_client(34, router.port, cls=ThreadNoting, event_executor=ex)
+        p = start_net_peer(peers, router, 16)
+        assert p.call(op="send", dst=[TEST_UNIT, 34, 11], count=3, max_size=8)["ok"]
+        assert wait_for(lambda: len(threads) == 3, 5)
+        assert all(t.startswith("userpool") for t in threads), threads
+        c.dispose()
 
 
-def test_dispose_while_other_threads_send(router, net_lib):
+def test_dispose_while_other_threads_send(router, net_client):
     """Closing a client while other threads are inside send_data: they get a
     clear error, the process does not crash."""
-    ok = threading.Event()
-
-    class C(net_lib):
-        def on_connect(self):
-            ok.set()
-
     for round_ in range(5):
-        c = C.create(35, 11, "127.0.0.1", router.port)
-        c.activate()
-        assert ok.wait(5)
-        ok.clear()
+        c = net_client(35, router.port)
         outcomes = []
 
         def hammer():

@@ -11,81 +11,36 @@ import time
 
 import pytest
 
-from conftest import wait_for, needs_vectors
-from fakeserver import FakeServer, head_of, ipc_packet, load_vectors, register_ack
+from helpers import (WireServer, head_of, ipc_packet, load_vectors, register_ack, start_ipc_peer,
+                     start_net_peer, wait_for)
 
 PROCESS = 1                      # the FlowServer's process index (= its client id)
+FLOW_EVENTS = ("flow_ack", "flow_resp", "flow_timeout", "flow_error")
 
 
-
-class Events:
-    """Flow events of a caller: (kind, head, project_id, invoke_id, ...)."""
-
-    def __init__(self):
-        self.items = []
-        self.cond = threading.Condition()
-
-    def add(self, *ev):
-        with self.cond:
-            self.items.append((time.monotonic(),) + ev)
-            self.cond.notify_all()
-
-    def of(self, invoke_id, kind=None):
-        with self.cond:
-            return [e[1:] for e in self.items
-                    if e[4] == invoke_id and (kind is None or e[1] == kind)]
-
-    def wait(self, predicate, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
-            return True
-
-    def count(self, kind):
-        with self.cond:
-            return sum(1 for e in self.items if e[1] == kind)
+def flow_events(client, invoke_id, kind=None):
+    """The flow events of one invoke of a helpers.Recording client, in
+    order: ("ack" | "resp" | "timeout" | "error", head, project_id,
+    invoke_id, ...), of one kind if given."""
+    return [(k[5:],) + args for _, k, args in client.log.timed()
+            if k in FLOW_EVENTS and args[2] == invoke_id and kind in (None, k[5:])]
 
 
-def caller_class(base, events, connected):
-    class Caller(base):
-        def on_connect(self):
-            connected.set()
-
-        def on_flow_ack(self, head, project_id, invoke_id, code, msg):
-            events.add("ack", head, project_id, invoke_id, code, msg)
-
-        def on_flow_resp(self, head, project_id, invoke_id, params):
-            events.add("resp", head, project_id, invoke_id, params)
-
-        def on_flow_timeout(self, head, project_id, invoke_id):
-            events.add("timeout", head, project_id, invoke_id)
-
-        def on_flow_error(self, head, project_id, invoke_id, code):
-            events.add("error", head, project_id, invoke_id, code)
-    return Caller
+def settled(client, invoke_id, timeout=5.0):
+    """Waits (bounded) for the end of an invoke: its result, error or timeout."""
+    return wait_for(lambda: any(e[0] in ("resp", "error", "timeout")
+                                for e in flow_events(client, invoke_id)), timeout)
 
 
 @pytest.fixture(params=["net", "ipc"])
-def caller(request, router, net_lib):
-    """A NET (unit 40) or IPC client of this process, with ``.events``."""
-    events, connected = Events(), threading.Event()
+def caller(request, router, net_client, ipc_client):
+    """A registered NET (unit 40) or IPC client of this process."""
     if request.param == "net":
-        c = caller_class(net_lib, events, connected).create(7, 11, "127.0.0.1", router.port)
+        c = net_client(7, router.port)
     else:
-        from smartbus.ipc import Client
-        c = caller_class(Client, events, connected).create(20, 3, ipc_path=router.ipc_path)
-    c.events = events
+        c = ipc_client(20, router.ipc_path)
     c.kind = request.param
-    try:
-        c.activate()
-        assert connected.wait(5), "caller did not connect"
-        yield c
-    finally:
-        c.dispose()
+    return c
 
 
 @pytest.fixture
@@ -150,10 +105,6 @@ def launch(caller, flow, params, mode=0, timeout=5.0, project="proj1"):
     return caller.launch_flow(0, PROCESS, project, flow, mode, timeout, params)
 
 
-def settled(caller, iid, kinds=("resp", "error", "timeout")):
-    return lambda: any(e[0] in kinds for e in caller.events.of(iid))
-
-
 # ---- results --------------------------------------------------------------------------
 
 
@@ -165,8 +116,8 @@ ROUND_TRIP = [0, 1, -2, 2**31, -2**53, 3.25, -0.1, 1e300, 5e-324, "", "text",
 def test_result_round_trip(caller, flow_server):
     iid = launch(caller, "echo", ROUND_TRIP)
     assert iid > 0
-    assert caller.events.wait(settled(caller, iid))
-    evs = caller.events.of(iid)
+    assert settled(caller, iid)
+    evs = flow_events(caller, iid)
     assert [e[0] for e in evs] == ["ack", "resp"]
     kind, head, project, invoke_id, code, msg = evs[0]
     assert (project, invoke_id, code, msg) == ("proj1", iid, 1, "ok")
@@ -179,14 +130,14 @@ def test_result_round_trip(caller, flow_server):
     assert head.dst_unit_id == (40 if caller.kind == "net" else 0)
 
     iid = launch(caller, "add", [1, 2, 3.5])
-    assert caller.events.wait(settled(caller, iid))
-    assert caller.events.of(iid, "resp")[0][4] == [6.5]
+    assert settled(caller, iid)
+    assert flow_events(caller, iid, "resp")[0][4] == [6.5]
 
 
 def test_chinese_project_and_flow_ids(caller, flow_server):
     iid = caller.launch_flow(0, PROCESS, "项目", "流程", 2, 5.0, ["参数"])   # mode 2 = 0
-    assert caller.events.wait(settled(caller, iid))
-    ack, resp = caller.events.of(iid)
+    assert settled(caller, iid)
+    ack, resp = flow_events(caller, iid)
     assert ack[0] == "ack" and ack[2:5] == ("项目", iid, 1)
     assert resp[0] == "resp" and resp[2] == "项目" and resp[4] == ["结果", "参数"]
 
@@ -194,17 +145,17 @@ def test_chinese_project_and_flow_ids(caller, flow_server):
 def test_text_outside_cp936_is_escaped(caller, flow_server):
     params = ["emoji \U0001F600", "\u00e9t\u00e9", "中文"]
     iid = launch(caller, "echo", params)
-    assert caller.events.wait(settled(caller, iid))
-    assert caller.events.of(iid, "resp")[0][4] == params
+    assert settled(caller, iid)
+    assert flow_events(caller, iid, "resp")[0][4] == params
 
 
 def test_mode_1_runs_the_flow_without_a_result(caller, flow_server):
     iid = launch(caller, "record", ["fire", "and", "forget"], mode=1, timeout=0.5)
     assert wait_for(lambda: flow_server.calls, 5) == [("fire", "and", "forget")]
-    assert caller.events.wait(lambda: caller.events.of(iid, "ack"))
+    assert wait_for(lambda: flow_events(caller, iid, "ack"))
     time.sleep(1.0)                                # past the caller's timeout
-    assert [e[0] for e in caller.events.of(iid)] == ["ack"]
-    assert caller.events.of(iid, "ack")[0][4] == 1
+    assert [e[0] for e in flow_events(caller, iid)] == ["ack"]
+    assert flow_events(caller, iid, "ack")[0][4] == 1
 
 
 # ---- errors -------------------------------------------------------------------------------
@@ -212,25 +163,25 @@ def test_mode_1_runs_the_flow_without_a_result(caller, flow_server):
 
 def test_unknown_flow(caller, flow_server):
     iid = launch(caller, "nope", [1])
-    assert caller.events.wait(settled(caller, iid))
+    assert settled(caller, iid)
     time.sleep(0.2)
-    evs = caller.events.of(iid)
+    evs = flow_events(caller, iid)
     assert [e[0] for e in evs] == ["ack", "error"]
     assert evs[0][2:] == ("proj1", iid, -23, "unknown flow 'proj1/nope'")
     assert evs[1][2:] == ("proj1", iid, -23) and evs[1][1] is not None
     # mode 1: just the ack
     iid = launch(caller, "nope", [], mode=1)
-    assert caller.events.wait(lambda: caller.events.of(iid))
+    assert wait_for(lambda: flow_events(caller, iid))
     time.sleep(0.2)
-    assert [(e[0], e[4]) for e in caller.events.of(iid)] == [("ack", -23)]
+    assert [(e[0], e[4]) for e in flow_events(caller, iid)] == [("ack", -23)]
 
 
 def test_handler_exception_and_bad_return(caller, flow_server, caplog):
     caplog.set_level(logging.WARNING)
     iid = launch(caller, "boom", [42])
-    assert caller.events.wait(settled(caller, iid))
+    assert settled(caller, iid)
     time.sleep(0.2)
-    evs = caller.events.of(iid)
+    evs = flow_events(caller, iid)
     # the prompt ack 1, then the error (-99); no result
     assert [(e[0], e[4]) for e in evs] == [("ack", 1), ("error", -99)]
     logged = [r.getMessage() for r in caplog.records if r.name == "smartbus"]
@@ -239,8 +190,8 @@ def test_handler_exception_and_bad_return(caller, flow_server, caplog):
     assert any(r.exc_info and r.name.startswith("smartbus.ipsc") for r in caplog.records)
 
     iid = launch(caller, "notalist", [])
-    assert caller.events.wait(settled(caller, iid))
-    assert [(e[0], e[4]) for e in caller.events.of(iid)] == [("ack", 1), ("error", -99)]
+    assert settled(caller, iid)
+    assert [(e[0], e[4]) for e in flow_events(caller, iid)] == [("ack", 1), ("error", -99)]
     assert any("TypeError: flow handler returned int, not a list" in r.getMessage()
                for r in caplog.records if r.name == "smartbus")
 
@@ -248,25 +199,29 @@ def test_handler_exception_and_bad_return(caller, flow_server, caplog):
 def test_slow_handler_times_out_at_the_caller(caller, flow_server):
     t0 = time.monotonic()
     iid = launch(caller, "slow", [1.5], timeout=0.5)
-    assert caller.events.wait(settled(caller, iid), 5)
-    evs = caller.events.of(iid)
+    assert settled(caller, iid, 5)
+    evs = flow_events(caller, iid)
     assert [e[0] for e in evs] == ["ack", "timeout"]
     assert evs[0][4] == 1                          # acknowledged at once
     assert evs[1][1] is None and evs[1][2:] == ("proj1", iid)
-    took = [t for t, *e in caller.events.items if e[0] == "timeout"][0] - t0
-    assert 0.4 <= took <= 1.4, took
-    # other flows are served meanwhile (worker pool)
+    # at the caller's timeout, not when the handler returns (1.5 s)
+    took = [t for t, kind, _ in caller.log.timed() if kind == "flow_timeout"][0] - t0
+    assert 0.4 <= took < 1.5, took
+    # other flows are served meanwhile (worker pool): before the slow one returns
     iid2 = launch(caller, "add", [1, 1])
-    assert caller.events.wait(settled(caller, iid2), 1.0)
+    assert settled(caller, iid2)
+    answered = [t for t, kind, args in caller.log.timed() if kind == "flow_resp" and
+                args[2] == iid2][0]
+    assert answered - t0 < 1.5, answered - t0
     # the late result is ignored
-    time.sleep(1.4)
-    assert [e[0] for e in caller.events.of(iid)] == ["ack", "timeout"]
+    time.sleep(max(0.0, t0 + 2.0 - time.monotonic()))
+    assert [e[0] for e in flow_events(caller, iid)] == ["ack", "timeout"]
 
 
 def test_no_flow_server_times_out(caller, router):
     iid = caller.launch_flow(0, 9, "proj1", "echo", 0, 1.5, [])
-    assert caller.events.wait(settled(caller, iid), 5)
-    evs = caller.events.of(iid)
+    assert settled(caller, iid, 5)
+    evs = flow_events(caller, iid)
     # the ack timeout is the timeout clamped to 1..5 s; no head on timeouts
     assert [(e[0], e[1]) for e in evs] == [("ack", None), ("timeout", None)]
     assert evs[0][2:] == ("proj1", iid, -25, "")
@@ -277,12 +232,10 @@ def test_1000_concurrent_invokes(caller, flow_server):
     for i in range(1000):
         ids[launch(caller, "double", [i], timeout=30.0)] = i
     assert len(ids) == 1000
-    assert caller.events.wait(lambda: caller.events.count("resp") >= 1000, 30), \
-        caller.events.count("resp")
-    with caller.events.cond:
-        resps = {e[4]: e[5] for e in caller.events.items if e[1] == "resp"}
-        acks = {e[4]: e[5] for e in caller.events.items if e[1] == "ack"}
-        others = [e for e in caller.events.items if e[1] not in ("ack", "resp")]
+    assert len(caller.log.wait("flow_resp", 1000, timeout=30)) == 1000
+    resps = {iid: params for _, _, iid, params in caller.log.of("flow_resp")}
+    acks = {iid: code for _, _, iid, code, _ in caller.log.of("flow_ack")}
+    others = [e for e in caller.log.timed() if e[1] in ("flow_timeout", "flow_error")]
     assert others == []
     assert set(resps) == set(ids) and set(acks) == set(ids)
     assert all(code == 1 for code in acks.values())
@@ -327,8 +280,8 @@ def test_launch_flow_and_notify_arguments(caller):
 def test_largest_params_round_trip(caller, flow_server):
     params = ["中" * 16000, "y" * 760]             # 32,767 bytes of JSON in CP936
     iid = launch(caller, "echo", params)
-    assert caller.events.wait(settled(caller, iid), 5)
-    assert caller.events.of(iid, "resp")[0][4] == params
+    assert settled(caller, iid, 5)
+    assert flow_events(caller, iid, "resp")[0][4] == params
 
 
 # ---- notifications ----------------------------------------------------------------------------
@@ -352,14 +305,12 @@ def test_notify_reaches_the_handler(caller, flow_server):
 # ---- the FlowServer itself --------------------------------------------------------------------
 
 
-def test_flow_server_beside_the_ipc_client_and_stop(router, net_lib):
+def test_flow_server_beside_the_ipc_client_and_stop(router, ipc_client):
     """A FlowServer is a second IPC connection of the process; stop() waits
     (bounded) for running handlers and refuses new invokes meanwhile."""
     from smartbus.ipc import Client
     from smartbus.ipsc import FlowServer
-    events, connected = Events(), threading.Event()
-    c = caller_class(Client, events, connected).create(20, 3, ipc_path=router.ipc_path)
-    c.events = events
+    c = ipc_client(20, router.ipc_path, connect=False)
     started = threading.Event()
     fs = FlowServer(process_index=2, ipc_path=router.ipc_path)
 
@@ -370,9 +321,8 @@ def test_flow_server_beside_the_ipc_client_and_stop(router, net_lib):
         return ["done"]
 
     try:
-        c.activate()
         with fs:
-            assert connected.wait(5) and fs.wait_connected(5)
+            assert c.connected.wait(5) and fs.wait_connected(5)
             assert fs.connected and fs.unit_id == 0 and Client.get() is c
             assert router.stats()["clients"] == 2
             iid = c.launch_flow(0, 2, "p", "wait", 0, 5, [1.0])
@@ -384,21 +334,21 @@ def test_flow_server_beside_the_ipc_client_and_stop(router, net_lib):
             refused = c.launch_flow(0, 2, "p", "wait", 0, 5, [0])
             stopper.join(10)
             assert not stopper.is_alive()
-            assert 0.5 <= time.monotonic() - t0 <= 3.0
-        assert events.wait(settled(c, iid), 5) and events.wait(settled(c, refused), 5)
+            # when the running flow (1 s) returned, well before stop's 5 s timeout
+            assert 0.5 <= time.monotonic() - t0 <= 4.0
+        assert settled(c, iid) and settled(c, refused)
         # the running flow finished and answered before the connection closed
-        assert [e[0] for e in events.of(iid)] == ["ack", "resp"]
-        assert events.of(iid, "resp")[0][4] == ["done"]
-        assert [(e[0], e[4]) for e in events.of(refused)] == [("ack", -99), ("error", -99)]
+        assert [e[0] for e in flow_events(c, iid)] == ["ack", "resp"]
+        assert flow_events(c, iid, "resp")[0][4] == ["done"]
+        assert [(e[0], e[4]) for e in flow_events(c, refused)] == [("ack", -99), ("error", -99)]
         assert not fs.connected
         fs.stop()                                      # idempotent
         assert wait_for(lambda: router.stats()["clients"] == 1, 5)
     finally:
         fs.stop()
-        c.dispose()
 
 
-def test_stop_does_not_wait_forever(router):
+def test_stop_does_not_wait_forever(router, ipc_client):
     from smartbus.ipsc import FlowServer
     fs = FlowServer(process_index=3, ipc_path=router.ipc_path, max_workers=1)
     release = threading.Event()
@@ -409,22 +359,18 @@ def test_stop_does_not_wait_forever(router):
         entered.set()
         release.wait(10)
 
-    from smartbus.ipc import Client
-    c = Client.create(21, 3, ipc_path=router.ipc_path)
     try:
         fs.start(timeout=5)
-        c.activate()
-        assert wait_for(lambda: c.is_connected(), 5)
+        c = ipc_client(21, router.ipc_path)
         c.notify(0, 3, "p", "t", 0, 1, "x")
         assert entered.wait(5)
         t0 = time.monotonic()
         fs.stop(timeout=0.3)
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 5.0           # not the handler's 10 s
         assert not fs.connected
     finally:
         release.set()
         fs.stop()
-        c.dispose()
 
 
 def test_flow_server_arguments(router):
@@ -452,26 +398,15 @@ def test_flow_server_arguments(router):
 # ---- on the wire: the golden vectors -------------------------------------------------------------
 
 
-def start_peer(peers, **init):
-    p = peers()
-    assert p.call(op="init", **init)["ok"]
-    return p
-
-
-def flow_events(peer, kind):
-    return [e[1:] for e in peer.call(op="events")["events"] if e[0] == kind]
-
-
-@needs_vectors
 def test_ipc_invoke_and_notify_equal_the_vectors(short_tmp, peers):
-    """In a fresh process (invoke and notify ids start at 1), as the vendor
+    """In a fresh process (invoke and notify ids start at 1), as the Hesong
     client: RemoteInvokeFlow mode 0 and 1, SendNotify, and the ack and result
     it accepts."""
     path = os.path.join(short_tmp, "fake")
     flows = "ipc_remote_invoke_flow.json"
-    with FakeServer(path) as srv:
-        p = start_peer(peers, kind="ipc", ipc_path=path, client_id=20, client_type=3,
-                       user="user1", password="pwd1", info="addinfo1")
+    with WireServer(path) as srv:
+        p = start_ipc_peer(peers, path, client_id=20, client_type=3, wait=False,
+                           user="user1", password="pwd1", info="addinfo1")
         conn = srv.accept()
         assert len(conn.recv_packet()) == 5961
         conn.send(bytes.fromhex(ipc_packet("ipc_registration_ack.json", "accept, full")["hex"]))
@@ -486,12 +421,13 @@ def test_ipc_invoke_and_notify_equal_the_vectors(short_tmp, peers):
 
         conn.send(bytes.fromhex(ipc_packet(flows, "flow ack accepted")["hex"]))
         conn.send(bytes.fromhex(ipc_packet(flows, "flow result accepted")["hex"]))
-        assert wait_for(lambda: flow_events(p, "flow_resp"), 5) == \
-            [["proj1", 1, ["r1", 2], True]]
+        resp = wait_for(lambda: p.events("flow_resp"), 5)
+        assert [e[1:] for e in resp] == [["proj1", 1, ["r1", 2]]] and resp[0][0] is not None
         # invoke 2 got no ack: timed out after 1 s (0.5 s clamped), no head
-        assert wait_for(lambda: len(flow_events(p, "flow_ack")) >= 2, 5)
-        assert flow_events(p, "flow_ack") == [["proj1", 1, 1, "ok", True],
-                                              ["proj2", 2, -25, "", False]]
+        assert wait_for(lambda: len(p.events("flow_ack")) >= 2, 5)
+        acks = p.events("flow_ack")
+        assert [e[1:] for e in acks] == [["proj1", 1, 1, "ok"], ["proj2", 2, -25, ""]]
+        assert [e[0] is not None for e in acks] == [True, False]
 
         r = p.call(op="notify", args=[0, 1, "proj1", "title1", 1, 5.0, "param1"])
         assert r == {"ok": True, "id": 1}
@@ -529,15 +465,14 @@ def mask_net(hexstr):
     return bytes(b)
 
 
-@needs_vectors
 def test_net_invoke_and_notify_equal_the_vectors(peers):
     """As builds A/B (unit 20, client 5, type 11), in a fresh process."""
     invoke = [v for v in load_vectors("flow_invoke.json")["vectors"]
               if v.get("build") == "sdk-x64-2015" and not v.get("summary_only")][0]
     notes = {v["case"]: v for v in load_vectors("notify.json")["vectors"]
              if v.get("build") == "sdk-x64-2015" and not v.get("summary_only")}
-    with FakeServer() as srv:
-        p = start_peer(peers, kind="net", unit=20, port=srv.port, client_id=5, client_type=11)
+    with WireServer() as srv:
+        p = start_net_peer(peers, srv, 20, client_id=5, client_type=11, wait=False)
         conn = srv.accept()
         reg = conn.recv_packet()
         assert head_of(reg)["cmd"] == 1

@@ -1,17 +1,17 @@
-"""The vendor's NET client library (``libbusnetcli.so`` from the test-only
+"""The Hesong NET client library (``libbusnetcli.so`` from the test-only
 package hesong-ipsc-busnetcli, build C 1.0.1.0465) in a process of its own,
-driven by the interop tests.
+driven by the interop tests (tests/interop).
 
 The library keeps process-global state, floods heartbeats and is not safe to
-release, so each vendor client lives in its own process, which ends with
+release, so each Hesong client lives in its own process, which ends with
 ``os._exit``.  It is driven through ctypes with declarations written here
-(not the vendor's Python wrapper, whose head structure and callback wiring
+(not Hesong's own Python wrapper, whose head structure and callback wiring
 are wrong: NET.md §12, API.md).
 
-Protocol: one JSON command per line on stdin, one JSON answer per line on
-the process's *original* stdout.  File descriptor 1 is redirected to stderr
-before the library is loaded, because build C prints its trace to stdout
-when no trace callback is set.
+Protocol (the loop is peer.serve): one JSON command per line on stdin, one
+JSON answer per line on the process's *original* stdout.  File descriptor 1
+is redirected to stderr before the library is loaded, because build C
+prints its trace to stdout when no trace callback is set.
 
     {"op": "init", "lib": PATH, "unit": 20, "client_id": 5, "client_type": 11,
      "host": "127.0.0.1", "port": P, "user": "", "password": "", "info": "..."}
@@ -30,14 +30,15 @@ time.monotonic() in this process.
 
 import collections
 import ctypes
-import json
 import os
 import struct
 import sys
 import threading
 import time
 
-# ---- our own declarations of the vendor C API (NET.md, API.md) -----------------
+from peer import serve
+
+# ---- our own declarations of the Hesong C API (NET.md, API.md) -----------------
 
 # callbacks (cdecl); char arguments of the global-connect callback are signed
 CONNECTION_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_ubyte, ctypes.c_int,
@@ -97,7 +98,7 @@ def c_payload(data):
     return ctypes.create_string_buffer(data, len(data) + 1)
 
 
-class VendorPeer:
+class HesongPeer:
     def __init__(self):
         self.lib = None
         self.lock = threading.Lock()
@@ -191,19 +192,7 @@ def main():
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    peer = VendorPeer()
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        cmd = json.loads(line)
-        try:
-            reply = peer.handle(cmd)
-        except Exception as exc:            # reported to the test, which fails
-            reply = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
-        if cmd["op"] == "quit":
-            break
+    serve(HesongPeer().handle, out)
     # Release is not called: the library may crash in it (NET.md §12)
     out.flush()
     sys.stderr.flush()
