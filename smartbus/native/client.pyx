@@ -226,10 +226,9 @@ cdef class NativeClient:
         _check_header(cmd, cmd_type, dst_unit_id, dst_client_id, dst_client_type, False)
         items = datas if isinstance(datas, (list, tuple)) else list(datas)
         count = len(items)
-        if count == 0:
-            return 0
-        ptrs = <const void **>malloc(count * sizeof(void *))
-        sizes = <int *>malloc(count * sizeof(int))
+        # an empty batch still goes to the SDK: its checks answer as for any other
+        ptrs = <const void **>malloc((count or 1) * sizeof(void *))
+        sizes = <int *>malloc((count or 1) * sizeof(int))
         if ptrs == NULL or sizes == NULL:
             free(ptrs)
             free(sizes)

@@ -61,6 +61,18 @@ static int32_t next_id(int32_t *counter)
 
 /* ---- the queue ------------------------------------------------------------ */
 
+/* 1 when one more packet of `need` bytes fits in the send queue of a
+ * locked client after `msgs_ahead` packets of `bytes_ahead` bytes that the
+ * same call queues before it.  A packet always fits an empty queue
+ * (whatever its size, so that any packet can be sent), else the queue's
+ * bounds in messages and bytes hold. */
+static int queue_fits(const smartbus_client *c, int msgs_ahead, size_t bytes_ahead, size_t need)
+{
+    size_t queued = c->sendq.len + bytes_ahead;
+    if (c->sendq_msgs + msgs_ahead >= c->max_msgs) return 0;
+    return queued == 0 || queued + need <= c->max_bytes;
+}
+
 /* Makes room for `need` more bytes in the send queue of a locked client.
  * On success returns 0 with the lock still held; *was_empty tells whether
  * the queue was empty.  On failure the lock is released. */
@@ -70,7 +82,7 @@ static int queue_begin_locked(smartbus_client *c, size_t need, int *was_empty)
         pthread_mutex_unlock(&c->lock);
         return SMARTBUS_ERR_CONN_NOT_ESTAB;
     }
-    if (c->sendq_msgs >= c->max_msgs || (c->sendq.len > 0 && c->sendq.len + need > c->max_bytes)) {
+    if (!queue_fits(c, 0, 0, need)) {
         c->st.send_full++;
         pthread_mutex_unlock(&c->lock);
         return SMARTBUS_ERR_BUFF_FULL;
@@ -197,20 +209,28 @@ int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_
     if (!*err && (cmdtype & 0xFF) == SMARTBUS_CMDTYPE_INTERNAL) *err = SMARTBUS_ERR_CMDTYPE_INVALID;
     if (!*err) *err = check_not_self(c, dst_unit, dst_client);
     if (*err || count <= 0) return 0;
-    size_t total = 0;
     for (int i = 0; i < count; i++) {
         if (sizes[i] > SMARTBUS_MAX_DATA_SIZE) { *err = SMARTBUS_ERR_MAX_DATASIZE; count = i; break; }
-        total += sbw_packet_room(sizes[i] > 0 ? sizes[i] : 0);
     }
     if (count == 0) return 0;
+    /* the batch is cut where the queue's bounds are reached, the first
+     * packet being judged like a send_data of its own */
+    pthread_mutex_lock(&c->lock);
+    size_t total = 0;
+    int fit = 0;
+    for (; fit < count; fit++) {
+        size_t need = sbw_packet_room(sizes[fit] > 0 ? sizes[fit] : 0);
+        if (!queue_fits(c, fit, total, need)) break;
+        total += need;
+    }
+    /* none fits: the first packet's own refusal (-2 before -7) */
     int was_empty;
-    int rc = queue_begin(c, total, &was_empty);
+    int rc = queue_begin_locked(c, fit > 0 ? total : sbw_packet_room(sizes[0] > 0 ? sizes[0] : 0),
+                                &was_empty);
     if (rc != 0) { *err = rc; return 0; }
     int done = 0;
     uint64_t bytes = 0;
-    int room = c->max_msgs - c->sendq_msgs;
-    for (; done < count; done++) {
-        if (done >= room) { *err = SMARTBUS_ERR_BUFF_FULL; c->st.send_full++; break; }
+    for (; done < fit; done++) {
         int size = sizes[done] > 0 && datas[done] ? sizes[done] : 0;
         if ((rc = put_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, datas[done], size)) != 0) {
             *err = rc;
@@ -218,6 +238,7 @@ int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_
         }
         bytes += (uint64_t)size;
     }
+    if (done == fit && fit < count) { *err = SMARTBUS_ERR_BUFF_FULL; c->st.send_full++; }
     queue_end(c, done, bytes, was_empty);
     return done;
 }
