@@ -141,5 +141,5 @@ chroot_trixie() {
 }
 chroot_bookworm_arm64() {
     debian_chroot bookworm-arm64 bookworm arm64 \
-        python3.11,python3.11-venv,python3-pip,ca-certificates
+        python3.11,python3.11-venv,libpython3.11-dev,ca-certificates
 }
