@@ -130,7 +130,9 @@ in_chroot() {
 # rebuilds another's chroot):
 #  bullseye: CPython 3.9;  trixie: CPython 3.13 (3.14 and 3.13t sources are
 #  added to it by .ci/pythons and .ci/freethreaded);  bookworm arm64:
-#  CPython 3.11 under qemu, for the aarch64 wheel.
+#  CPython 3.11 under qemu, for the aarch64 wheel.  (python3-distutils is
+#  named because debootstrap does not resolve python3.X-venv's dependency
+#  on the virtual package python3.X-distutils by itself.)
 chroot_bullseye() {
     debian_chroot bullseye-amd64 bullseye amd64 \
         python3.9,python3.9-dev,python3.9-venv,python3-distutils,gcc,libc6-dev,ca-certificates
@@ -141,5 +143,5 @@ chroot_trixie() {
 }
 chroot_bookworm_arm64() {
     debian_chroot bookworm-arm64 bookworm arm64 \
-        python3.11,python3.11-venv,libpython3.11-dev,ca-certificates
+        python3.11,python3.11-venv,python3-distutils,libpython3.11-dev,ca-certificates
 }
