@@ -16,19 +16,38 @@ DEBIAN_MIRROR="${SMARTBUS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 mkdir -p "$CACHE"
 SCRIPT_START=$SECONDS
 
-# step TITLE CMD...: runs CMD and prints how long it took.
+# step TITLE CMD...: runs CMD and prints how long it took (on failure too,
+# from the EXIT trap below).
 step() {
-    local title="$1" start=$SECONDS
+    STEP_TITLE="$1"
+    STEP_START=$SECONDS
     shift
-    echo "== $title"
+    echo "== $STEP_TITLE"
     "$@"
-    echo "   ($title: $((SECONDS - start)) s)"
+    echo "   ($STEP_TITLE: $((SECONDS - STEP_START)) s)"
+    STEP_TITLE=""
 }
 
 # finish: the closing line of a script, with its total time.
 finish() {
     echo "== $(basename "$0"): done in $((SECONDS - SCRIPT_START)) s"
 }
+
+# at_exit CMD: CMD (a string) runs when the script exits, however it exits.
+CLEANUPS=()
+at_exit() {
+    CLEANUPS+=("$1")
+}
+on_exit() {
+    local rc=$? cleanup
+    if [ -n "${STEP_TITLE:-}" ]; then
+        echo "   ($STEP_TITLE: FAILED after $((SECONDS - STEP_START)) s)" >&2
+        echo "== $(basename "$0"): FAILED after $((SECONDS - SCRIPT_START)) s" >&2
+    fi
+    for cleanup in "${CLEANUPS[@]}"; do eval "$cleanup" || true; done
+    return "$rc"
+}
+trap on_exit EXIT
 
 # apt_install PKG...: installs the Debian packages that are not installed.
 apt_install() {
