@@ -9,6 +9,9 @@
 # a stamp written last, so an interrupted run is redone and a finished one
 # is reused.  Delete the directory to start cold.
 
+# a failure inside $(...) fails the assignment, as everywhere else
+shopt -s inherit_errexit
+
 CI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$CI_DIR")"
 CACHE="${SMARTBUS_CACHE:-$HOME/.cache/smartbus-ci}"
@@ -68,9 +71,9 @@ tool_venv() {
     local venv="$CACHE/venv-$1" reqs="$2"
     if ! cmp -s "$reqs" "$venv/.smartbus-ready" 2>/dev/null; then
         rm -rf "$venv"
-        python3 -m venv "$venv" >&2
-        "$venv/bin/python" -m pip install -q --upgrade pip >&2
-        "$venv/bin/python" -m pip install -q -r "$reqs" >&2
+        { python3 -m venv "$venv" &&
+          "$venv/bin/python" -m pip install -q --upgrade pip &&
+          "$venv/bin/python" -m pip install -q -r "$reqs"; } >&2 || return 1
         cp "$reqs" "$venv/.smartbus-ready"
     fi
     echo "$venv"
