@@ -136,15 +136,18 @@ debian_chroot() {
 # in_chroot DIR CMD...: runs CMD in the chroot DIR with /proc, /dev and /sys
 # mounted in a private mount namespace (they vanish when CMD ends, however
 # it ends) and a clean environment: the host's pip settings and
-# SMARTBUS_* paths mean nothing inside.  CMD may start with NAME=VALUE
-# words (env(1) syntax) to set variables.
+# SMARTBUS_* paths mean nothing inside.  pip is pointed at the chroot's CA
+# bundle (the host's copy): without truststore (Python < 3.10) a pip from
+# PyPI would use its own certifi bundle instead.  CMD may start with
+# NAME=VALUE words (env(1) syntax) to set variables.
 in_chroot() {
     unshare --mount --propagation private -- /bin/sh -c '
         dir="$1"; shift
         mount -t proc proc "$dir/proc" && mount --rbind /dev "$dir/dev" &&
         mount --rbind /sys "$dir/sys" &&
         exec chroot "$dir" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
-            PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"' \
+            PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+            PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$@"' \
         in_chroot "$@"
 }
 
