@@ -30,7 +30,9 @@ def flag(name):
 
 COMMON = ["-DSMARTBUS_STATIC", "-fvisibility=hidden", "-pthread"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
-OPT = ["-O0", "-g"] if flag("SMARTBUS_DEBUG") else ["-O2"]
+# Python's own CFLAGS carry -g: release builds (wheels) drop the debug info
+# with -g0 (the extension shrinks from 2.2 MB to a few hundred kB)
+OPT = ["-O0", "-g"] if flag("SMARTBUS_DEBUG") else ["-O2", "-g0"]
 
 
 class BuildExt(build_ext):
