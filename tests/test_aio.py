@@ -7,15 +7,19 @@ cancellation and closing leaving no thread, task or loop callback behind,
 and a loop closed before its client."""
 
 import asyncio
+import collections
 import logging
 import os
+import re
+import subprocess
 import sys
 import threading
 import time
 
 import pytest
 
-from helpers import TEST_UNIT, WireServer, register_ack, start_net_peer, wait_for
+from helpers import (TESTS_DIR, TEST_UNIT, WireServer, package_env, register_ack, start_net_peer,
+                     wait_for)
 from peer import payload
 
 PROCESS = 1                       # the FlowServer's process index
@@ -211,8 +215,9 @@ def test_connect_and_data_both_ways(make_client, loop_kind, router, peers):
     run(loop_kind, main)
 
 
-def test_connect_times_out_naming_the_last_failure(net_lib, short_tmp):
+def test_connect_times_out_or_is_cancelled(net_lib, short_tmp, loop_kind):
     from smartbus import aio
+    threads_before = sdk_threads()
     c = aio.IpcClient(6, 3, ipc_path=os.path.join(short_tmp, "nobody"))
 
     async def main():
@@ -221,12 +226,20 @@ def test_connect_times_out_naming_the_last_failure(net_lib, short_tmp):
             with pytest.raises(TimeoutError) as err:
                 await c.connect(timeout=0.5)
             assert 0.4 <= time.monotonic() - t0 < 5
-            assert "not registered within 0.5 s" in str(err.value)
+            assert "IpcClient 6 not registered within 0.5 s" in str(err.value)
             assert "-20" in str(err.value) and err.value.__cause__.code == -20
             with pytest.raises(ValueError, match="timeout"):
                 await c.connect(timeout=-1)
+            # cancelled while the SDK goes on retrying
+            connecting = asyncio.ensure_future(c.connect(timeout=None))
+            await asyncio.sleep(0.1)
+            connecting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await connecting
+            assert c._connect_waiters == set()
+        await nothing_left(c, threads_before)
 
-    run("asyncio", main)
+    run(loop_kind, main)
 
 
 def test_refused_registration_raises_at_once(net_lib):
@@ -271,7 +284,7 @@ def test_flow_result(make_client, loop_kind, flow_server):
     run(loop_kind, main)
 
 
-def test_flow_timeout(make_client, flow_server):
+def test_flow_timeout(make_client, loop_kind, flow_server):
     from smartbus.errors import FlowError, FlowTimeout, SmartBusError
     c = make_client()
 
@@ -292,10 +305,10 @@ def test_flow_timeout(make_client, flow_server):
             assert err.value.detail == "not acknowledged"
             assert c._flows == {}
 
-    run("asyncio", main)
+    run(loop_kind, main)
 
 
-def test_flow_error(make_client, flow_server):
+def test_flow_error(make_client, loop_kind, flow_server):
     import pickle
 
     from smartbus.errors import FlowError, FlowTimeout
@@ -327,7 +340,7 @@ def test_flow_error(make_client, flow_server):
                 await c.launch_flow(0, PROCESS, "aio", "echo", 0, 10, "not a list")
             assert c._flows == {}
 
-    run("asyncio", main)
+    run(loop_kind, main)
 
 
 # ---- many messages -------------------------------------------------------------------------
@@ -360,6 +373,44 @@ def test_10000_messages_with_few_wakeups(make_client, loop_kind, router, peers):
             assert 1 <= wakeups <= N_MESSAGES // 10, wakeups
 
     run(loop_kind, main)
+
+
+def test_iterators_share_one_stream(make_client, router, peers):
+    """Two consumers: each message goes to one of them, each sees its share in order."""
+    peer = start_net_peer(peers, router, PEER_UNIT)
+    c = make_client()
+    count = 3000
+
+    async def main():
+        async with c:
+            await c.connect(timeout=10)
+            shares = ([], [])
+            done = asyncio.Event()
+
+            async def consume(share):
+                async for head, data in c.messages():
+                    share.append(data)
+                    if sum(map(len, shares)) == count:
+                        done.set()
+                    await asyncio.sleep(0)            # let the other one take some
+
+            consumers = [asyncio.ensure_future(consume(share)) for share in shares]
+            assert peer.call(op="send", dst=c.address, count=count, max_size=50)["ok"]
+            await asyncio.wait_for(done.wait(), 30)
+            for task in consumers:
+                task.cancel()
+            await asyncio.gather(*consumers, return_exceptions=True)
+            everything = [payload(i, 50) for i in range(count)]
+            assert sorted(shares[0] + shares[1]) == sorted(everything)
+            assert shares[0] and shares[1]
+            sent_at = collections.defaultdict(list)           # payload -> its indexes
+            for i, data in enumerate(everything):
+                sent_at[data].append(i)
+            for share in shares:                              # each share in arrival order
+                positions = [sent_at[d][0] for d in share if len(sent_at[d]) == 1]
+                assert len(positions) > len(share) // 2 and positions == sorted(positions)
+
+    run("asyncio", main)
 
 
 def test_inbox_is_bounded_and_loses_nothing(make_client, router, peers):
@@ -415,6 +466,34 @@ def test_inbox_bound_in_bytes(make_client, router, peers):
     run("asyncio", main)
 
 
+def test_flow_answer_held_up_by_a_full_inbox(make_client, router, peers, flow_server,
+                                             monkeypatch):
+    """Nobody consumes messages(): the flow's answer waits behind them in the
+    SDK's sink, and launch_flow ends anyway, saying why."""
+    from smartbus import aio
+    from smartbus.errors import FlowTimeout
+    monkeypatch.setattr(aio, "_FLOW_DELIVERY_SLACK_S", 1.0)
+    peer = start_net_peer(peers, router, PEER_UNIT)
+    c = make_client(max_buffered=10)
+
+    async def main():
+        async with c:
+            await c.connect(timeout=10)
+            assert peer.call(op="send", dst=c.address, count=100, max_size=10)["ok"]
+            deadline = time.monotonic() + 20
+            while not c._inbox.full and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert c._inbox.full
+            t0 = time.monotonic()
+            with pytest.raises(FlowTimeout) as err:
+                await c.launch_flow(0, PROCESS, "aio", "echo", 0, 0.5, ["held up"])
+            assert 1.4 <= time.monotonic() - t0 < 10
+            assert err.value.detail == \
+                "its answer was not delivered: the client's inbox is full, consume messages()"
+
+    run("asyncio", main)
+
+
 # ---- cancellation and closing -----------------------------------------------------------
 
 def test_cancelled_messages_and_launch_flow_leave_nothing(make_client, loop_kind, flow_server):
@@ -449,7 +528,7 @@ def test_cancelled_messages_and_launch_flow_leave_nothing(make_client, loop_kind
     run(loop_kind, main)
 
 
-def test_close_with_events_in_flight(make_client, router, peers, flow_server):
+def test_close_with_events_in_flight(make_client, loop_kind, router, peers, flow_server):
     peer = start_net_peer(peers, router, PEER_UNIT)
     c = make_client(max_buffered=1000)
     threads_before = sdk_threads()
@@ -483,7 +562,7 @@ def test_close_with_events_in_flight(make_client, router, peers, flow_server):
         with pytest.raises(RuntimeError, match="closed"):
             await c.connect()
 
-    run("asyncio", main)
+    run(loop_kind, main)
 
 
 def test_a_loop_closed_before_its_client(net_lib, router, peers, caplog):
@@ -509,8 +588,12 @@ def test_a_loop_closed_before_its_client(net_lib, router, peers, caplog):
 
 
 def test_arguments_and_misuse(net_lib, router):
-    from smartbus import aio
-    from smartbus.errors import AlreadyExistsError
+    from smartbus import aio, errors
+    from smartbus.errors import AlreadyExistsError, SmartBusError
+    assert aio.FlowError is errors.FlowError and aio.FlowTimeout is errors.FlowTimeout
+    assert {"FlowError", "FlowTimeout"} <= set(errors.__all__)
+    assert issubclass(errors.FlowTimeout, errors.FlowError)
+    assert issubclass(errors.FlowError, SmartBusError)
     with pytest.raises(ValueError, match="max_buffered"):
         aio.NetClient(10, 11, "127.0.0.1", router.port, max_buffered=0)
     with pytest.raises(TypeError, match="max_buffered_bytes"):
@@ -523,15 +606,55 @@ def test_arguments_and_misuse(net_lib, router):
     try:
         with pytest.raises(AlreadyExistsError):
             aio.NetClient(10, 11, "127.0.0.1", router.port)
+        assert (c.client_id, c.client_type, c.unit_id) == (10, 11, TEST_UNIT)
 
         async def connect():
+            # the sync client's errors: not registered yet, own unit, bad cmd
+            with pytest.raises(SmartBusError) as err:
+                c.send_data(1, 3, 0, 200, 3, b"too early")
+            assert err.value.code == -2
             await c.connect(timeout=10)
             c.send_data(1, 3, 0, 200, 3, b"to nobody")      # dropped by the router, not an error
+            with pytest.raises(SmartBusError) as err:
+                c.send_data(1, 3, TEST_UNIT, 7, 11, b"to my own unit")
+            assert err.value.code == -11
             with pytest.raises(ValueError, match="cmd"):
                 c.send_data(300, 3, 0, 200, 3, b"")
 
         run("asyncio", connect)
         with pytest.raises(RuntimeError, match="another event loop"):
-            run("asyncio", connect)
+            run("asyncio", c.connect)
     finally:
         asyncio.run(c.close())
+
+
+def test_net_client_needs_the_process_unit():
+    """In a fresh process: no smartbus.net.Client.initialize, no NetClient."""
+    code = ("from smartbus import aio\n"
+            "try:\n"
+            "    aio.NetClient(1, 11, '127.0.0.1', 8089)\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__, exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=package_env(), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("NotInitializedError call smartbus.net.Client.initialize")
+
+
+def test_the_docs_example_runs_as_written(server_process, short_tmp):
+    """docs/asyncio.md's example (the README's too) against ``python -m
+    smartbus.server``, on a free port and a private IPC socket."""
+    doc = os.path.join(os.path.dirname(TESTS_DIR), "docs", "asyncio.md")
+    if not os.path.isfile(doc):
+        pytest.skip("docs/ is not at hand (the tests run against an installed package)")
+    with open(doc, encoding="utf-8") as f:
+        code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    path = os.path.join(short_tmp, "ipc")
+    srv = server_process("--port", 0, "--ipc-path", path)
+    srv.wait_ready()
+    assert code.count('"127.0.0.1", 8089') == 1
+    code = code.replace('"127.0.0.1", 8089', '"127.0.0.1", %d' % srv.port)
+    out = subprocess.run([sys.executable, "-c", code], env=package_env(SMARTBUS_IPC_PATH=path),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["from unit 20 b'hello'", "[6.5]"]
