@@ -425,8 +425,7 @@ class _AioClient:
         same SmartBusError codes: -2 not registered, -7 send queue full)."""
         if self._closing:
             raise _closed()
-        self._sync.send_data(cmd, cmd_type, dst_unit_id, dst_client_id, dst_client_type,
-                                   data)
+        self._sync.send_data(cmd, cmd_type, dst_unit_id, dst_client_id, dst_client_type, data)
 
     def notify(self, server_unit_id: int, process_index: int, project_id: Any, title: Any,
                mode: int, expires: float, txt: Any) -> int:

@@ -96,6 +96,36 @@ def run(kind, coro_fn, *args, timeout=90):
         asyncio.set_event_loop_policy(old)
 
 
+def run_connected(kind, client, body):
+    """``run`` of ``body(client)`` with ``client`` connected, closed after
+    (as ``async with``)."""
+    async def main():
+        async with client:
+            await client.connect(timeout=10)
+            return await body(client)
+
+    return run(kind, main)
+
+
+async def take(client, count):
+    """The payloads of the next ``count`` messages of ``client.messages()``."""
+    received = []
+    async for head, data in client.messages():
+        received.append(data)
+        if len(received) == count:
+            break
+    return received
+
+
+async def until_full(client):
+    """Waits (bounded) until the client's inbox is full: the SDK's callback
+    thread then waits for room."""
+    deadline = time.monotonic() + 20
+    while not client._inbox.full and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert client._inbox.full
+
+
 def sdk_threads():
     """How many threads of this process Python did not start: the SDK's
     (I/O thread, sink callback threads).  Python's own come and go with
@@ -268,44 +298,40 @@ def test_refused_registration_raises_at_once(net_lib):
 def test_flow_result(make_client, loop_kind, flow_server):
     c = make_client()
 
-    async def main():
-        async with c:
-            await c.connect(timeout=10)
-            values = [1, "二", [3.5, None], {"k": True}]
-            assert await c.launch_flow(0, PROCESS, "aio", "echo", 0, 10, values) == values
-            # many at once, each answered with its own result
-            results = await asyncio.gather(*(c.launch_flow(0, PROCESS, "aio", "echo", 0, 20, [i])
-                                             for i in range(200)))
-            assert results == [[i] for i in range(200)]
-            # mode 1: no result, [] once the flow started
-            assert await c.launch_flow(0, PROCESS, "aio", "echo", 1, 10, [1]) == []
-            assert c._flows == {}
+    async def main(c):
+        values = [1, "二", [3.5, None], {"k": True}]
+        assert await c.launch_flow(0, PROCESS, "aio", "echo", 0, 10, values) == values
+        # many at once, each answered with its own result
+        results = await asyncio.gather(*(c.launch_flow(0, PROCESS, "aio", "echo", 0, 20, [i])
+                                         for i in range(200)))
+        assert results == [[i] for i in range(200)]
+        # mode 1: no result, [] once the flow started
+        assert await c.launch_flow(0, PROCESS, "aio", "echo", 1, 10, [1]) == []
+        assert c._flows == {}
 
-    run(loop_kind, main)
+    run_connected(loop_kind, c, main)
 
 
 def test_flow_timeout(make_client, loop_kind, flow_server):
     from smartbus.errors import FlowError, FlowTimeout, SmartBusError
     c = make_client()
 
-    async def main():
-        async with c:
-            await c.connect(timeout=10)
-            t0 = time.monotonic()
-            with pytest.raises(FlowTimeout) as err:
-                await c.launch_flow(0, PROCESS, "aio", "sleep", 0, 0.5, [3])
-            assert 0.4 <= time.monotonic() - t0 < 3      # at the timeout, not the handler's 3 s
-            exc = err.value
-            assert isinstance(exc, FlowError) and isinstance(exc, SmartBusError)
-            assert (exc.code, exc.project_id, exc.detail) == (-25, "aio", None)
-            assert exc.invoke_id > 0 and "invoke %d" % exc.invoke_id in str(exc)
-            # nobody at process 9: not even acknowledged
-            with pytest.raises(FlowTimeout) as err:
-                await c.launch_flow(0, 9, "aio", "echo", 0, 1, [])
-            assert err.value.detail == "not acknowledged"
-            assert c._flows == {}
+    async def main(c):
+        t0 = time.monotonic()
+        with pytest.raises(FlowTimeout) as err:
+            await c.launch_flow(0, PROCESS, "aio", "sleep", 0, 0.5, [3])
+        assert 0.4 <= time.monotonic() - t0 < 3      # at the timeout, not the handler's 3 s
+        exc = err.value
+        assert isinstance(exc, FlowError) and isinstance(exc, SmartBusError)
+        assert (exc.code, exc.project_id, exc.detail) == (-25, "aio", None)
+        assert exc.invoke_id > 0 and "invoke %d" % exc.invoke_id in str(exc)
+        # nobody at process 9: not even acknowledged
+        with pytest.raises(FlowTimeout) as err:
+            await c.launch_flow(0, 9, "aio", "echo", 0, 1, [])
+        assert err.value.detail == "not acknowledged"
+        assert c._flows == {}
 
-    run(loop_kind, main)
+    run_connected(loop_kind, c, main)
 
 
 def test_flow_error(make_client, loop_kind, flow_server):
@@ -314,33 +340,31 @@ def test_flow_error(make_client, loop_kind, flow_server):
     from smartbus.errors import FlowError, FlowTimeout
     c = make_client()
 
-    async def main():
-        async with c:
-            await c.connect(timeout=10)
-            with pytest.raises(FlowError) as err:
-                await c.launch_flow(0, PROCESS, "aio", "nope", 0, 10, [])
-            exc = err.value
-            assert not isinstance(exc, FlowTimeout)
-            assert (exc.code, exc.project_id, exc.detail) == (-23, "aio", "unknown flow 'aio/nope'")
-            assert "SMARTBUS_ERR_DEST_NONEXIST" in str(exc) and "aio/nope" in str(exc)
-            back = pickle.loads(pickle.dumps(exc))
-            assert type(back) is FlowError and str(back) == str(exc)
-            # the handler raised: the flow server reports -99 after its ack 1
-            with pytest.raises(FlowError) as err:
-                await c.launch_flow(0, PROCESS, "aio", "boom", 0, 10, [])
-            assert err.value.code == -99
-            # mode 1 reports a failed start too
-            with pytest.raises(FlowError) as err:
-                await c.launch_flow(0, PROCESS, "aio", "nope", 1, 10, [])
-            assert err.value.code == -23
-            # bad arguments: the sync client's errors, before anything is sent
-            with pytest.raises(ValueError):
-                await c.launch_flow(0, PROCESS, "aio", "echo", 3, 10, [])
-            with pytest.raises(TypeError):
-                await c.launch_flow(0, PROCESS, "aio", "echo", 0, 10, "not a list")
-            assert c._flows == {}
+    async def main(c):
+        with pytest.raises(FlowError) as err:
+            await c.launch_flow(0, PROCESS, "aio", "nope", 0, 10, [])
+        exc = err.value
+        assert not isinstance(exc, FlowTimeout)
+        assert (exc.code, exc.project_id, exc.detail) == (-23, "aio", "unknown flow 'aio/nope'")
+        assert "SMARTBUS_ERR_DEST_NONEXIST" in str(exc) and "aio/nope" in str(exc)
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is FlowError and str(back) == str(exc)
+        # the handler raised: the flow server reports -99 after its ack 1
+        with pytest.raises(FlowError) as err:
+            await c.launch_flow(0, PROCESS, "aio", "boom", 0, 10, [])
+        assert err.value.code == -99
+        # mode 1 reports a failed start too
+        with pytest.raises(FlowError) as err:
+            await c.launch_flow(0, PROCESS, "aio", "nope", 1, 10, [])
+        assert err.value.code == -23
+        # bad arguments: the sync client's errors, before anything is sent
+        with pytest.raises(ValueError):
+            await c.launch_flow(0, PROCESS, "aio", "echo", 3, 10, [])
+        with pytest.raises(TypeError):
+            await c.launch_flow(0, PROCESS, "aio", "echo", 0, 10, "not a list")
+        assert c._flows == {}
 
-    run(loop_kind, main)
+    run_connected(loop_kind, c, main)
 
 
 # ---- many messages -------------------------------------------------------------------------
@@ -352,27 +376,21 @@ def test_10000_messages_with_few_wakeups(make_client, loop_kind, router, peers):
     peer = start_net_peer(peers, router, PEER_UNIT)
     c = make_client()
 
-    async def main():
+    async def main(c):
         loop = asyncio.get_running_loop()
-        async with c:
-            await c.connect(timeout=10)
-            wakeups_before = len(loop.threadsafe)
-            peer.start_call(op="send", dst=c.address, count=N_MESSAGES, max_size=512)
-            received = []
-            async for head, data in c.messages():
-                received.append(data)
-                if len(received) == N_MESSAGES:
-                    break
-            wakeups = len(loop.threadsafe) - wakeups_before
-            assert peer.reply()["ok"]
-            assert received == [payload(i, 512) for i in range(N_MESSAGES)]
-            print("%s %s: %d messages, %d loop wake-ups"
-                  % (loop_kind, type(c).__name__, N_MESSAGES, wakeups))
-            # a wake-up per burst, not per message (the peer's run comes in
-            # bursts of hundreds; a loaded machine makes them smaller)
-            assert 1 <= wakeups <= N_MESSAGES // 10, wakeups
+        wakeups_before = len(loop.threadsafe)
+        peer.start_call(op="send", dst=c.address, count=N_MESSAGES, max_size=512)
+        received = await take(c, N_MESSAGES)
+        wakeups = len(loop.threadsafe) - wakeups_before
+        assert peer.reply()["ok"]
+        assert received == [payload(i, 512) for i in range(N_MESSAGES)]
+        print("%s %s: %d messages, %d loop wake-ups"
+              % (loop_kind, type(c).__name__, N_MESSAGES, wakeups))
+        # a wake-up per burst, not per message (the peer's run comes in
+        # bursts of hundreds; a loaded machine makes them smaller)
+        assert 1 <= wakeups <= N_MESSAGES // 10, wakeups
 
-    run(loop_kind, main)
+    run_connected(loop_kind, c, main)
 
 
 def test_iterators_share_one_stream(make_client, router, peers):
@@ -381,36 +399,34 @@ def test_iterators_share_one_stream(make_client, router, peers):
     c = make_client()
     count = 3000
 
-    async def main():
-        async with c:
-            await c.connect(timeout=10)
-            shares = ([], [])
-            done = asyncio.Event()
+    async def main(c):
+        shares = ([], [])
+        done = asyncio.Event()
 
-            async def consume(share):
-                async for head, data in c.messages():
-                    share.append(data)
-                    if sum(map(len, shares)) == count:
-                        done.set()
-                    await asyncio.sleep(0)            # let the other one take some
+        async def consume(share):
+            async for head, data in c.messages():
+                share.append(data)
+                if sum(map(len, shares)) == count:
+                    done.set()
+                await asyncio.sleep(0)            # let the other one take some
 
-            consumers = [asyncio.ensure_future(consume(share)) for share in shares]
-            assert peer.call(op="send", dst=c.address, count=count, max_size=50)["ok"]
-            await asyncio.wait_for(done.wait(), 30)
-            for task in consumers:
-                task.cancel()
-            await asyncio.gather(*consumers, return_exceptions=True)
-            everything = [payload(i, 50) for i in range(count)]
-            assert sorted(shares[0] + shares[1]) == sorted(everything)
-            assert shares[0] and shares[1]
-            sent_at = collections.defaultdict(list)           # payload -> its indexes
-            for i, data in enumerate(everything):
-                sent_at[data].append(i)
-            for share in shares:                              # each share in arrival order
-                positions = [sent_at[d][0] for d in share if len(sent_at[d]) == 1]
-                assert len(positions) > len(share) // 2 and positions == sorted(positions)
+        consumers = [asyncio.ensure_future(consume(share)) for share in shares]
+        assert peer.call(op="send", dst=c.address, count=count, max_size=50)["ok"]
+        await asyncio.wait_for(done.wait(), 30)
+        for task in consumers:
+            task.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
+        everything = [payload(i, 50) for i in range(count)]
+        assert sorted(shares[0] + shares[1]) == sorted(everything)
+        assert shares[0] and shares[1]
+        sent_at = collections.defaultdict(list)           # payload -> its indexes
+        for i, data in enumerate(everything):
+            sent_at[data].append(i)
+        for share in shares:                              # each share in arrival order
+            positions = [sent_at[d][0] for d in share if len(sent_at[d]) == 1]
+            assert len(positions) > len(share) // 2 and positions == sorted(positions)
 
-    run("asyncio", main)
+    run_connected("asyncio", c, main)
 
 
 def test_inbox_is_bounded_and_loses_nothing(make_client, router, peers):
@@ -418,27 +434,19 @@ def test_inbox_is_bounded_and_loses_nothing(make_client, router, peers):
     c = make_client(max_buffered=500, max_buffered_bytes=1 << 20)
     count = 5000
 
-    async def main():
-        async with c:
-            await c.connect(timeout=10)
-            peer.start_call(op="send", dst=c.address, count=count, max_size=100)
-            # nothing consumes: the inbox fills to its bound and the callback
-            # thread waits there (the rest waits in the SDK, the router, TCP)
-            deadline = time.monotonic() + 20
-            while not c._inbox.full and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            assert c._inbox.full and c.buffered[0] == 500
-            await asyncio.sleep(0.3)
-            assert c.buffered[0] == 500
-            received = []
-            async for head, data in c.messages():
-                received.append(data)
-                if len(received) == count:
-                    break
-            assert received == [payload(i, 100) for i in range(count)]
-            assert peer.reply()["ok"]
+    async def main(c):
+        peer.start_call(op="send", dst=c.address, count=count, max_size=100)
+        # nothing consumes: the inbox fills to its bound and the callback
+        # thread waits there (the rest waits in the SDK, the router, TCP)
+        await until_full(c)
+        assert c.buffered[0] == 500
+        await asyncio.sleep(0.3)
+        assert c.buffered[0] == 500
+        received = await take(c, count)
+        assert received == [payload(i, 100) for i in range(count)]
+        assert peer.reply()["ok"]
 
-    run("asyncio", main)
+    run_connected("asyncio", c, main)
 
 
 def test_inbox_bound_in_bytes(make_client, router, peers):
@@ -446,24 +454,15 @@ def test_inbox_bound_in_bytes(make_client, router, peers):
     peer = start_net_peer(peers, router, PEER_UNIT)
     c = make_client(max_buffered_bytes=1000)
 
-    async def main():
-        async with c:
-            await c.connect(timeout=10)
-            assert peer.call(op="send", dst=c.address, count=200, max_size=3000)["ok"]
-            deadline = time.monotonic() + 20
-            while not c._inbox.full and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            assert c._inbox.full
-            n, size = c.buffered
-            assert size <= 1000 or n == 1
-            received = []
-            async for head, data in c.messages():
-                received.append(data)
-                if len(received) == 200:
-                    break
-            assert received == [payload(i, 3000) for i in range(200)]
+    async def main(c):
+        assert peer.call(op="send", dst=c.address, count=200, max_size=3000)["ok"]
+        await until_full(c)
+        n, size = c.buffered
+        assert size <= 1000 or n == 1
+        received = await take(c, 200)
+        assert received == [payload(i, 3000) for i in range(200)]
 
-    run("asyncio", main)
+    run_connected("asyncio", c, main)
 
 
 def test_flow_answer_held_up_by_a_full_inbox(make_client, router, peers, flow_server,
@@ -476,22 +475,17 @@ def test_flow_answer_held_up_by_a_full_inbox(make_client, router, peers, flow_se
     peer = start_net_peer(peers, router, PEER_UNIT)
     c = make_client(max_buffered=10)
 
-    async def main():
-        async with c:
-            await c.connect(timeout=10)
-            assert peer.call(op="send", dst=c.address, count=100, max_size=10)["ok"]
-            deadline = time.monotonic() + 20
-            while not c._inbox.full and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            assert c._inbox.full
-            t0 = time.monotonic()
-            with pytest.raises(FlowTimeout) as err:
-                await c.launch_flow(0, PROCESS, "aio", "echo", 0, 0.5, ["held up"])
-            assert 1.4 <= time.monotonic() - t0 < 10
-            assert err.value.detail == \
-                "its answer was not delivered: the client's inbox is full, consume messages()"
+    async def main(c):
+        assert peer.call(op="send", dst=c.address, count=100, max_size=10)["ok"]
+        await until_full(c)
+        t0 = time.monotonic()
+        with pytest.raises(FlowTimeout) as err:
+            await c.launch_flow(0, PROCESS, "aio", "echo", 0, 0.5, ["held up"])
+        assert 1.4 <= time.monotonic() - t0 < 10
+        assert err.value.detail == \
+            "its answer was not delivered: the client's inbox is full, consume messages()"
 
-    run("asyncio", main)
+    run_connected("asyncio", c, main)
 
 
 # ---- cancellation and closing -----------------------------------------------------------
