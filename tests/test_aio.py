@@ -74,11 +74,10 @@ def run(kind, coro_fn, *args, timeout=90):
     loop_class = counting_loop(kind)
 
     async def main():
-        try:
-            return await asyncio.wait_for(coro_fn(*args), timeout)
-        finally:
-            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            assert left == [], left
+        result = await asyncio.wait_for(coro_fn(*args), timeout)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert left == [], left
+        return result
 
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=loop_class) as runner:
