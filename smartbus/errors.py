@@ -115,3 +115,37 @@ def _sdk_descriptions():
 
 
 _descriptions.update(_sdk_descriptions())
+
+
+# ---- the asyncio client's flow outcomes (smartbus.aio) ------------------------------
+
+class FlowError(SmartBusError):
+    """A flow started with ``smartbus.aio``'s ``launch_flow`` failed: ``code``
+    is the error code (from the SDK or the IPSC), ``project_id`` and
+    ``invoke_id`` name the call, ``detail`` is the IPSC's message if it sent one."""
+
+    def __init__(self, code: int, project_id: str, invoke_id: int,
+                 detail: "str | None" = None) -> None:
+        super().__init__(code)
+        self.project_id = project_id
+        self.invoke_id = invoke_id
+        self.detail = detail
+        self.args = ("flow of project %r, invoke %d: %s%s" % (
+            project_id, invoke_id, self.args[0], " (%s)" % detail if detail else ""),)
+
+    def __reduce__(self) -> "tuple[object, ...]":
+        return (type(self), (self.code, self.project_id, self.invoke_id, self.detail))
+
+
+class FlowTimeout(FlowError):
+    """No flow result within the call's timeout (``code`` is
+    ``SMARTBUS_ERR_TIMEOUT``, -25)."""
+
+    def __init__(self, project_id: str, invoke_id: int, detail: "str | None" = None) -> None:
+        super().__init__(SMARTBUS_ERR_TIMEOUT, project_id, invoke_id, detail)
+
+    def __reduce__(self) -> "tuple[object, ...]":
+        return (type(self), (self.project_id, self.invoke_id, self.detail))
+
+
+__all__ += ["FlowError", "FlowTimeout"]
