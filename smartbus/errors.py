@@ -50,6 +50,9 @@ error_code_message: dict[int, str] = {
     value: name for name, value in globals().items()
     if name.startswith("SMARTBUS_ERR_") and value != 0
 }
+# ``from smartbus.errors import *`` gave the code constants too (the old
+# module had no __all__)
+__all__ += ["SMARTBUS_ERR_OK"] + sorted(error_code_message.values())
 
 #: what each code means, for exception messages: from the SDK's table
 #: (smartbus.h), filled in at the end of this module
