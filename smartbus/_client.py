@@ -107,11 +107,11 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
         already), False if ``timeout`` seconds pass first (None: no limit)
         or if the client is closed before or meanwhile.
 
-        It returns when the registration event is handled, before
-        ``on_connect`` runs (with an ``event_executor``, when the event's
-        turn comes there).  A registration the server refuses for good (a
-        wrong password...) goes to ``on_connect_fail`` and is not retried:
-        give a timeout when that can happen."""
+        It returns once the registration event has been handled, after
+        ``on_connect`` ran (with an ``event_executor``, when the event's turn
+        came there).  A registration the server refuses for good (a wrong
+        password...) goes to ``on_connect_fail`` and is not retried: give a
+        timeout when that can happen."""
         if timeout is not None and (isinstance(timeout, bool) or
                                     not isinstance(timeout, (int, float)) or not timeout >= 0):
             raise ValueError("timeout must be None or a number of seconds >= 0, got %r"
@@ -132,10 +132,13 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
                 cond.notify_all()
 
     def _on_registered(self, access_unit_id: int) -> None:
-        # the binding's registration event (in the event executor), before on_connect
+        # the binding's registration event (in the event executor): on_connect,
+        # then wait_connected() returns
         self._registered_unit = access_unit_id
-        self._wake_waiters()
-        super()._on_registered(access_unit_id)
+        try:
+            super()._on_registered(access_unit_id)
+        finally:
+            self._wake_waiters()
 
     def launch_flow(self, server_unit_id: int, process_index: int, project_id: IdText,
                     flow_id: IdText, mode: int, timeout: float,

@@ -432,6 +432,7 @@ def test_wait_connected(router, net_client, ipc_client):
         c.wait_connected(-1)
     c.activate()
     assert c.wait_connected() is True and c.wait_connected(0) is True
+    assert c.connected.is_set()                        # on_connect ran before it returned
     i = ipc_client(35, router.ipc_path, activate=False)
     i.activate()
     assert i.wait_connected(10) is True
@@ -496,8 +497,10 @@ def test_an_exception_in_a_handler_is_logged(router, net_client, caplog, executo
             raise ZeroDivisionError("in on_connect")
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        c = net_client(222, router.port, cls=Failing,
+        c = net_client(222, router.port, cls=Failing, activate=False,
                        event_executor=pool if executor else None)
+        c.activate()
+        assert c.wait_connected(10)                    # on_connect raised: still True
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not any(
                 r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records):
