@@ -31,6 +31,8 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
     _registered_unit: Optional[int] = None
     #: notified when the client registers or is closed (wait_connected)
     _state_changed: Optional[threading.Condition] = None
+    #: a registration event has been handled (on_connect ran)
+    _connect_handled = False
     _activated = False
     _client_id: int
     _client_type: int
@@ -107,9 +109,9 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
         already), False if ``timeout`` seconds pass first (None: no limit)
         or if the client is closed before or meanwhile.
 
-        It returns once the registration event has been handled, after
-        ``on_connect`` ran (with an ``event_executor``, when the event's turn
-        came there).  A registration the server refuses for good (a wrong
+        The first time, it returns once the registration event has been
+        handled: after ``on_connect`` ran (with an ``event_executor``, when
+        the event's turn came there).  A registration the server refuses for good (a wrong
         password...) goes to ``on_connect_fail`` and is not retried: give a
         timeout when that can happen."""
         if timeout is not None and (isinstance(timeout, bool) or
@@ -122,8 +124,13 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
         if not self._activated:
             raise RuntimeError("wait_connected() before activate(): the client is not connecting")
         with cond:
-            cond.wait_for(lambda: self.is_connected() or self.is_closed(), timeout)
-        return self.is_connected()
+            cond.wait_for(lambda: self._registered() or self.is_closed(), timeout)
+        return self._registered()
+
+    def _registered(self) -> bool:
+        # registered in the SDK, and the event said so to Python (the SDK's
+        # state changes first: its event may still be on its way)
+        return self._connect_handled and self.is_connected()
 
     def _wake_waiters(self) -> None:
         cond = self._state_changed
@@ -138,6 +145,7 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
         try:
             super()._on_registered(access_unit_id)
         finally:
+            self._connect_handled = True
             self._wake_waiters()
 
     def launch_flow(self, server_unit_id: int, process_index: int, project_id: IdText,

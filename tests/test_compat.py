@@ -440,6 +440,23 @@ def test_wait_connected(router, net_client, ipc_client):
     assert c.wait_connected() is False                 # closed: at once, never a hang
 
 
+def test_wait_connected_returns_after_on_connect(router, net_client):
+    # the SDK is registered before its event reaches on_connect: waiting in
+    # that window still returns only once on_connect is done
+    class Slow(recording(resolve("smartbus.net.Client"))):
+        def on_connect(self):
+            time.sleep(0.5)
+            super().on_connect()
+
+    c = net_client(224, router.port, cls=Slow, activate=False)
+    c.activate()
+    deadline = time.monotonic() + 10
+    while not c.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert c.is_connected() and not c.connected.is_set()
+    assert c.wait_connected(10) and c.connected.is_set()
+
+
 def test_wait_connected_times_out(net_client):
     c = net_client(218, free_port(), connect=False)
     t0 = time.monotonic()
