@@ -111,9 +111,9 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
 
         The first time, it returns once the registration event has been
         handled: after ``on_connect`` ran (with an ``event_executor``, when
-        the event's turn came there).  A registration the server refuses for good (a wrong
-        password...) goes to ``on_connect_fail`` and is not retried: give a
-        timeout when that can happen."""
+        the event's turn came there).  A registration the server refuses
+        for good (a wrong password...) goes to ``on_connect_fail`` and is not
+        retried: give a timeout when that can happen."""
         if timeout is not None and (isinstance(timeout, bool) or
                                     not isinstance(timeout, (int, float)) or not timeout >= 0):
             raise ValueError("timeout must be None or a number of seconds >= 0, got %r"

@@ -70,12 +70,11 @@ import concurrent.futures
 import threading
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from smartbus.head import Head
-
 from smartbus import _native, flows
 from smartbus._checks import check_int, check_ipc_path
 from smartbus.errors import (SMARTBUS_ERR_ARGUMENT, SMARTBUS_ERR_DEST_NONEXIST, SMARTBUS_ERR_OTHER,
                              SmartBusError)
+from smartbus.head import Head
 from smartbus.utils import LoggerMixin
 from smartbus.version import __version__
 
