@@ -388,6 +388,19 @@ def test_user_password_info_are_kept_as_text(kind, net_lib, short_tmp):
         c.dispose()
 
 
+def test_the_password_is_never_logged(make_router, net_client, ipc_client, short_tmp, caplog):
+    # the old IPC constructor logged it at INFO level
+    caplog.set_level(logging.DEBUG)
+    srv = make_router(user="me", password="s3cret-pw", ipc_path=os.path.join(short_tmp, "ipc"))
+    net_client(225, srv.port, user="me", password="s3cret-pw").dispose()
+    ipc_client(36, srv.ipc_path, user="me", password="s3cret-pw").dispose()
+    wrong = net_client(226, srv.port, user="me", password="wrong-pw-9", connect=False)
+    assert wrong.log.wait("connect_fail", timeout=10) == [(-6,)]
+    assert caplog.records
+    for record in caplog.records:
+        assert "s3cret-pw" not in record.getMessage() and "wrong-pw-9" not in record.getMessage()
+
+
 def test_credentials_given_as_numbers_register(make_router, net_client):
     srv = make_router(user="42", password="123456")
     c = net_client(215, srv.port, user=42, password=123456)
