@@ -19,6 +19,7 @@ from smartbus.ipsc import FlowServer
 from smartbus.server import Server
 
 CMD_TYPE_USER = 3
+ALICE_UNIT = 20                   # the NET unit of this process (Client.initialize)
 _print_lock = threading.Lock()
 
 
@@ -38,8 +39,9 @@ class Alice(net.Client):
         self.flow_done = threading.Event()
 
     def on_connect(self):
+        # (unit_id is the access point's once registered, as in the old package)
         say("alice", "registered (NET unit %d, client %d), access point unit %d"
-            % (self.unit_id, self.client_id, self.access_unit_id))
+            % (ALICE_UNIT, self.client_id, self.access_unit_id))
         self.connected.set()
 
     def on_data(self, head, data):
@@ -113,7 +115,7 @@ def main():
             bob.activate()
             wait(bob.connected, "bob's registration")
 
-            net.Client.initialize(20)
+            net.Client.initialize(ALICE_UNIT)
             alice = Alice.create(1, 11, "127.0.0.1", server.port, info="alice (NET)")
             alice.activate()
             wait(alice.connected, "alice's registration")

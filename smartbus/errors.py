@@ -1,8 +1,15 @@
 """SmartBus error codes and exceptions (drop-in for ``smartbus.errors``).
 
 Every SDK call that fails raises :class:`SmartBusError` carrying the SDK's
-error code (a negative ``SMARTBUS_ERR_*`` value).
+error code (a negative ``SMARTBUS_ERR_*`` value).  The other exceptions are
+instances of the built-in class the old ctypes package raised in the same
+case (``RuntimeError``, ``KeyError``), so ``except`` clauses written for it
+still catch them.
 """
+
+from __future__ import annotations
+
+from typing import Optional
 
 __all__ = [
     "SmartBusError", "check", "error_code_message",
@@ -39,20 +46,23 @@ SMARTBUS_ERR_TIMEOUT = -25
 SMARTBUS_ERR_OTHER = -99
 
 #: error code -> its SDK name
-error_code_message = {
+error_code_message: dict[int, str] = {
     value: name for name, value in globals().items()
     if name.startswith("SMARTBUS_ERR_") and value != 0
 }
+# ``from smartbus.errors import *`` gave the code constants too (the old
+# module had no __all__)
+__all__ += ["SMARTBUS_ERR_OK"] + sorted(error_code_message.values())
 
 #: what each code means, for exception messages: from the SDK's table
 #: (smartbus.h), filled in at the end of this module
-_descriptions = {}
+_descriptions: dict[int, str] = {}
 
 
 class SmartBusError(Exception):
     """An SDK call failed; ``code`` is the SDK error code, ``message`` its name."""
 
-    def __init__(self, code, message=None):
+    def __init__(self, code: int, message: Optional[str] = None) -> None:
         code = int(code)
         if message is None:
             message = error_code_message.get(code, "UNDEFINED_ERROR")
@@ -63,20 +73,20 @@ class SmartBusError(Exception):
         super().__init__(text + (": " + detail if detail else ""))
 
     @property
-    def code(self):
+    def code(self) -> int:
         """The SDK error code (negative)."""
         return self._code
 
     @property
-    def message(self):
+    def message(self) -> str:
         """The error code's name, e.g. ``'SMARTBUS_ERR_BUFF_FULL'``."""
         return self._message
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[SmartBusError], tuple[int, str]]:
         return (type(self), (self._code, self._message))
 
 
-def check(code, raise_if_err=True):
+def check(code: int, raise_if_err: bool = True) -> Optional[SmartBusError]:
     """Returns None for code 0; otherwise raises (or, with
     ``raise_if_err=False``, returns) a :class:`SmartBusError` for it."""
     code = int(code)
@@ -89,17 +99,21 @@ def check(code, raise_if_err=True):
 
 
 class AlreadyInitializedError(RuntimeError):
-    """The library (or the singleton) is already initialised."""
+    """``smartbus.net.Client.initialize`` was called twice (the old package
+    raised RuntimeError)."""
 
 
 class NotInitializedError(RuntimeError):
-    """The library must be initialised first (``Client.initialize``)."""
+    """The library must be initialised first: a NET client made before
+    ``Client.initialize`` (the old package raised RuntimeError)."""
 
 
-class AlreadyExistsError(KeyError):
-    """An object with that identity exists already (client id, IPC singleton)."""
+class AlreadyExistsError(KeyError, RuntimeError):
+    """An object with that identity exists already: a NET client with the
+    same local client id (the old package raised KeyError), or a second IPC
+    client in the process (it raised RuntimeError)."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
@@ -107,7 +121,7 @@ class InvokeFlowIdError(Exception):
     """A flow answer carried an invoke id that matches no pending call."""
 
 
-def _sdk_descriptions():
+def _sdk_descriptions() -> dict[int, str]:
     # imported here, last: the binding imports this module (SmartBusError,
     # check) while it is being imported itself
     from smartbus._native import sdk_error_table

@@ -5,12 +5,19 @@ event runs, with what arguments; and for the flow server (smartbus.ipsc)
 the parameters of an invoke and the encoding of its result.  The binding
 only moves bytes: it hands the raw event fields to flow_event_handler."""
 
+from __future__ import annotations
+
 import json
 import logging
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from smartbus._checks import check_int, seconds_to_ms
 from smartbus._native import FLOW_MODE_NO_RESULT, MAX_FLOW_PARAM_BYTES
 from smartbus.errors import SMARTBUS_ERR_OTHER, SMARTBUS_ERR_TIMEOUT
+
+if TYPE_CHECKING:
+    from smartbus._client import ClientAPI
+    from smartbus.head import Head
 
 #: text sent to / received from IPSC (GBK)
 TEXT_ENCODING = "cp936"
@@ -26,7 +33,8 @@ _log = logging.getLogger("smartbus")
 
 # ---- sending: launch_flow and notify ------------------------------------------
 
-def encode_text(value, name, max_bytes, required=False):
+def encode_text(value: Union[str, bytes, bytearray, memoryview, None], name: str, max_bytes: int,
+                required: bool = False) -> bytes:
     """str (encoded in CP936) or bytes, at most ``max_bytes`` bytes."""
     if value is None:
         value = b""
@@ -49,7 +57,7 @@ def encode_text(value, name, max_bytes, required=False):
     return value
 
 
-def encode_json(value, name):
+def encode_json(value: Any, name: str) -> bytes:
     """JSON text in CP936 (characters CP936 lacks are \\u-escaped), at most
     MAX_FLOW_PARAM_BYTES bytes."""
     try:
@@ -66,7 +74,10 @@ def encode_json(value, name):
     return data
 
 
-def invoke_args(server_unit_id, process_index, project_id, flow_id, mode, timeout, params):
+def invoke_args(server_unit_id: int, process_index: int, project_id: Union[str, bytes],
+                flow_id: Union[str, bytes], mode: int, timeout: float,
+                params: Union[list[Any], tuple[Any, ...], None]
+                ) -> tuple[int, int, bytes, bytes, int, int, bytes]:
     """launch_flow's arguments, checked and encoded for NativeClient._invoke_flow."""
     project = encode_text(project_id, "project_id", MAX_ID_BYTES, required=True)
     flow = encode_text(flow_id, "flow_id", MAX_ID_BYTES, required=True)
@@ -82,7 +93,9 @@ def invoke_args(server_unit_id, process_index, project_id, flow_id, mode, timeou
             project, flow, mode, timeout_ms, data)
 
 
-def notify_args(server_unit_id, process_index, project_id, title, mode, expires, txt):
+def notify_args(server_unit_id: int, process_index: int, project_id: Union[str, bytes, None],
+                title: Union[str, bytes], mode: int, expires: float, txt: Any
+                ) -> tuple[int, int, bytes, bytes, int, int, bytes]:
     """notify's arguments, checked and encoded for NativeClient._notify: ``txt``
     is sent as CP936 text, or as JSON if it is not text."""
     project = encode_text(project_id, "project_id", MAX_ID_BYTES)
@@ -100,18 +113,20 @@ def notify_args(server_unit_id, process_index, project_id, title, mode, expires,
 
 # ---- receiving -----------------------------------------------------------------
 
-def decode_text(raw):
+def decode_text(raw: bytes) -> str:
     """Text received from IPSC (undecodable bytes replaced)."""
     return raw.decode(TEXT_ENCODING, "replace")
 
 
-def json_values(text):
+def json_values(text: str) -> Any:
     """The value of JSON text from a flow; empty text means no values ([]).
     Raises ValueError if the text is not JSON."""
     return json.loads(text) if text.strip() else []
 
 
-def flow_event_handler(client, is_result, head, project, invoke_id, code, text):
+def flow_event_handler(client: ClientAPI, is_result: bool, head: Optional[Head], project: Any,
+                       invoke_id: int, code: int, text: Any
+                       ) -> tuple[Callable[..., None], tuple[Any, ...]]:
     """``(handler, args)``: the handler of ``client`` that a flow ack
     (``is_result`` False) or flow result event runs, and its arguments.
     ``project`` and ``text`` are the event's bytes; ``head`` is a Head, or
@@ -136,7 +151,7 @@ def flow_event_handler(client, is_result, head, project, invoke_id, code, text):
 
 # ---- serving (smartbus.ipsc) ------------------------------------------------------
 
-def check_flow_id(value, name):
+def check_flow_id(value: str, name: str) -> str:
     """A project or flow id for FlowServer: a str of 1..MAX_ID_BYTES bytes in CP936."""
     if not isinstance(value, str):
         raise TypeError("%s must be a str, not %s" % (name, type(value).__name__))
@@ -150,7 +165,7 @@ def check_flow_id(value, name):
     return value
 
 
-def invoke_params(raw):
+def invoke_params(raw: bytes) -> list[Any]:
     """The parameters of a received flow invoke: a list (ValueError if the
     bytes are not a JSON array)."""
     params = json_values(decode_text(raw))
@@ -159,7 +174,7 @@ def invoke_params(raw):
     return params
 
 
-def encode_result(mode, values):
+def encode_result(mode: int, values: Union[list[Any], tuple[Any, ...]]) -> Optional[bytes]:
     """The flow result to send for what a flow handler returned (a list or
     tuple, else TypeError), or None for a mode that returns no result."""
     if not isinstance(values, (list, tuple)):
@@ -167,6 +182,6 @@ def encode_result(mode, values):
     return encode_json(list(values), "flow result") if mode != FLOW_MODE_NO_RESULT else None
 
 
-def encode_message(text):
+def encode_message(text: Union[str, bytes]) -> bytes:
     """A flow ack's message (str, or bytes as they are) in CP936."""
     return text.encode(TEXT_ENCODING, "replace") if isinstance(text, str) else text

@@ -6,12 +6,16 @@ the ``SMARTBUS_IPC_PATH`` environment variable says otherwise.  The client's
 unit id is the server's, learnt when it registers.
 """
 
+from __future__ import annotations
+
 import threading
+from concurrent.futures import Executor
+from typing import Any, Optional
 
 from smartbus import _native
 from smartbus._checks import check_executor, check_int, check_ipc_path
 from smartbus._client import ClientAPI
-from smartbus.errors import AlreadyExistsError, NotInitializedError
+from smartbus.errors import AlreadyExistsError
 
 __all__ = ["Client"]
 
@@ -23,10 +27,12 @@ class Client(ClientAPI):
     :meth:`get_or_create`), get it back with :meth:`get`/:meth:`instance`,
     release it with :meth:`dispose` (or :meth:`destroy`)."""
 
-    _instance = None
+    _instance: Optional[Client] = None
 
-    def __init__(self, client_id, client_type, user=None, password=None, info=None,
-                 lib_path="", event_executor=None, ipc_path=None):
+    def __init__(self, client_id: int, client_type: int, user: Optional[str] = None,
+                 password: Optional[str] = None, info: Optional[str] = None, lib_path: str = "",
+                 event_executor: Optional[Executor] = None,
+                 ipc_path: Optional[str] = None) -> None:
         with _lock:
             if Client._instance is not None:
                 raise AlreadyExistsError("an IPC client exists already in this process "
@@ -41,42 +47,40 @@ class Client(ClientAPI):
             Client._instance = self
 
     @classmethod
-    def get_or_create(cls, *args, **kwargs):
-        """The singleton, created with these arguments if there is none."""
+    def get_or_create(cls, *args: Any, **kwargs: Any) -> Client:
+        """The singleton, created with these arguments if there is none (if
+        there is one, the arguments are ignored)."""
         with _lock:
             if Client._instance is not None:
                 return Client._instance
             return cls(*args, **kwargs)
 
     @classmethod
-    def get(cls):
-        """The singleton (NotInitializedError if there is none)."""
-        inst = Client._instance
-        if inst is None:
-            raise NotInitializedError("no IPC client: call Client.create(...) first")
-        return inst
+    def get(cls) -> Optional[Client]:
+        """The singleton, or None if there is none."""
+        return Client._instance
 
     instance = get
 
     @classmethod
-    def destroy(cls):
+    def destroy(cls) -> None:
         """Disposes the singleton if there is one."""
         inst = Client._instance
         if inst is not None:
             inst.dispose()
 
-    def _forget(self):
+    def _forget(self) -> None:
         with _lock:
             if Client._instance is self:
                 Client._instance = None
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.dispose()
         except Exception:
             pass
 
     @property
-    def unit_id(self):
+    def unit_id(self) -> Optional[int]:
         """The server's unit id, learnt at registration (None before)."""
-        return self.access_unit_id
+        return self._registered_unit

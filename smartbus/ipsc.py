@@ -64,13 +64,17 @@ and for their answers to leave, then closes the connection and its event
 sink; a stopped FlowServer is not started again (make a new one).
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import threading
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from smartbus import _native, flows
 from smartbus._checks import check_int, check_ipc_path
 from smartbus.errors import (SMARTBUS_ERR_ARGUMENT, SMARTBUS_ERR_DEST_NONEXIST, SMARTBUS_ERR_OTHER,
                              SmartBusError)
+from smartbus.head import Head
 from smartbus.utils import LoggerMixin
 from smartbus.version import __version__
 
@@ -84,7 +88,14 @@ _DECODERS = {_native.CMD_INVOKE_FLOW: _native.decode_invoke,
              _native.CMD_NOTIFY: _native.decode_notify}
 
 
-def _describe(exc):
+#: a flow handler: ``handler(*params)`` returns the flow's values
+FlowHandler = Callable[..., Union[list[Any], tuple[Any, ...]]]
+#: a notification handler: ``handler(project_id, title, mode, expires, text)``
+NotificationHandler = Callable[[str, str, int, float, str], Any]
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+def _describe(exc: BaseException) -> str:
     return "%s: %s" % (type(exc).__name__, exc)
 
 
@@ -92,25 +103,25 @@ class _FlowServerConnection(_native.NativeClient):
     """The IPC connection of a FlowServer; the SDK's event sink calls these
     handlers on its callback thread."""
 
-    def __init__(self, server):
+    def __init__(self, server: FlowServer) -> None:
         self._server = server
 
-    def on_data(self, head, data):
+    def on_data(self, head: Head, data: bytes) -> None:
         self._server._on_packet(head, data)
 
-    def on_connect(self):
+    def on_connect(self) -> None:
         self._server._on_connect(True)
 
-    def on_connect_fail(self, error_code):
+    def on_connect_fail(self, error_code: int) -> None:
         self._server._on_connect_fail(error_code)
 
-    def on_disconnect(self):
+    def on_disconnect(self) -> None:
         self._server._on_connect(False)
 
-    def on_global_connect_state_changed(self, *args):
+    def on_global_connect_state_changed(self, *args: Any) -> None:
         pass
 
-    def on_flow_ack(self, *args):
+    def on_flow_ack(self, *args: Any) -> None:
         pass
 
     on_flow_resp = on_flow_timeout = on_flow_error = on_flow_ack
@@ -120,37 +131,39 @@ class FlowServer(LoggerMixin):
     """Serves flows and notifications as IPSC process ``process_index``
     (0..255) of the local router.  See the module documentation."""
 
-    def __init__(self, process_index=0, ipc_path=None, max_workers=8, user=None, password=None,
-                 info=None):
+    def __init__(self, process_index: int = 0, ipc_path: Optional[str] = None,
+                 max_workers: int = 8, user: Optional[str] = None,
+                 password: Optional[str] = None, info: Optional[str] = None) -> None:
         self._process_index = check_int(process_index, "process_index", 0, 255)
         self._ipc_path = check_ipc_path(ipc_path)
         self._max_workers = check_int(max_workers, "max_workers", 1, 1024)
         self._user, self._password = user, password
         self._info = info or "smartbus.ipsc.FlowServer %s" % __version__
-        self._flows = {}                 # (project_id, flow_id) -> handler
-        self._notifications = []         # (project_id or None, title or None, handler)
+        self._flows: dict[tuple[str, str], FlowHandler] = {}
+        # (project_id or None, title or None, handler)
+        self._notifications: list[tuple[Optional[str], Optional[str], NotificationHandler]] = []
         self._lock = threading.Lock()
-        self._running = set()            # futures of handlers not finished
-        self._connection = None
-        self._sink = None
-        self._pool = None
+        self._running: set[concurrent.futures.Future[Any]] = set()   # handlers not finished
+        self._connection: Optional[_FlowServerConnection] = None
+        self._sink: Optional[_native.EventSink] = None
+        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._stopping = False
         self._connected = threading.Event()
 
     # ---- registration of handlers ------------------------------------------
 
-    def flow(self, project_id, flow_id):
+    def flow(self, project_id: str, flow_id: str) -> Callable[[_Handler], _Handler]:
         """Decorator: ``handler(*params)`` serves flow ``flow_id`` of project
         ``project_id`` and returns a list (the flow's return values)."""
         key = (flows.check_flow_id(project_id, "project_id"),
                flows.check_flow_id(flow_id, "flow_id"))
 
-        def register(fn):
+        def register(fn: _Handler) -> _Handler:
             self.add_flow(key[0], key[1], fn)
             return fn
         return register
 
-    def add_flow(self, project_id, flow_id, handler):
+    def add_flow(self, project_id: str, flow_id: str, handler: FlowHandler) -> None:
         """Registers (or replaces) the handler of a flow."""
         if not callable(handler):
             raise TypeError("handler must be callable")
@@ -159,20 +172,22 @@ class FlowServer(LoggerMixin):
         with self._lock:
             self._flows[key] = handler
 
-    def remove_flow(self, project_id, flow_id):
+    def remove_flow(self, project_id: str, flow_id: str) -> None:
         """Unregisters a flow (KeyError if it was not registered)."""
         with self._lock:
             del self._flows[(project_id, flow_id)]
 
-    def notification(self, project_id=None, title=None):
+    def notification(self, project_id: Optional[str] = None,
+                     title: Optional[str] = None) -> Callable[[_Handler], _Handler]:
         """Decorator: ``handler(project_id, title, mode, expires, text)`` gets
         the notifications that match the given filters (None: any)."""
-        def register(fn):
+        def register(fn: _Handler) -> _Handler:
             self.add_notification(fn, project_id, title)
             return fn
         return register
 
-    def add_notification(self, handler, project_id=None, title=None):
+    def add_notification(self, handler: NotificationHandler, project_id: Optional[str] = None,
+                         title: Optional[str] = None) -> None:
         """Registers a notification handler with optional filters."""
         if not callable(handler):
             raise TypeError("handler must be callable")
@@ -182,22 +197,22 @@ class FlowServer(LoggerMixin):
     # ---- life cycle ------------------------------------------------------------
 
     @property
-    def process_index(self):
+    def process_index(self) -> int:
         return self._process_index
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         """True while registered with the router."""
         connection = self._connection
         return connection is not None and connection.is_connected()
 
     @property
-    def unit_id(self):
+    def unit_id(self) -> Optional[int]:
         """The router's unit id (learnt at registration), or None."""
         connection = self._connection
         return None if connection is None else connection.access_unit_id
 
-    def start(self, timeout=None):
+    def start(self, timeout: Optional[float] = None) -> FlowServer:
         """Connects in the background and returns self.  With ``timeout``
         (seconds), waits for the registration and raises TimeoutError if it
         does not happen in time."""
@@ -224,11 +239,11 @@ class FlowServer(LoggerMixin):
                                   timeout))
         return self
 
-    def wait_connected(self, timeout=5.0):
+    def wait_connected(self, timeout: Optional[float] = 5.0) -> bool:
         """Waits until registered with the router; returns True if so."""
         return self._connected.wait(timeout)
 
-    def stop(self, timeout=5.0):
+    def stop(self, timeout: Optional[float] = 5.0) -> None:
         """Refuses new requests, waits at most ``timeout`` seconds for the
         running handlers, then closes the connection (idempotent)."""
         with self._lock:
@@ -253,19 +268,19 @@ class FlowServer(LoggerMixin):
 
     close = stop
 
-    def __enter__(self):
+    def __enter__(self) -> FlowServer:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<smartbus.ipsc.FlowServer process %d, %d flow(s)%s>" % (
             self._process_index, len(self._flows), ", connected" if self.connected else "")
 
     # ---- events (SDK callback thread) ----------------------------------------------
 
-    def _on_connect(self, up):
+    def _on_connect(self, up: bool) -> None:
         if up:
             self.logger.info("flow server %d registered (unit %s)", self._process_index,
                              self.unit_id)
@@ -274,11 +289,11 @@ class FlowServer(LoggerMixin):
             self.logger.info("flow server %d: connection lost", self._process_index)
             self._connected.clear()
 
-    def _on_connect_fail(self, error_code):
+    def _on_connect_fail(self, error_code: int) -> None:
         self.logger.warning("flow server %d: cannot register with the router (%d)",
                             self._process_index, error_code)
 
-    def _on_packet(self, head, data):
+    def _on_packet(self, head: Head, data: bytes) -> None:
         if head.cmd_type != _native.CMDTYPE_SYSTEM or head.cmd not in _DECODERS:
             return                          # pings and application data: not ours
         try:
@@ -293,7 +308,8 @@ class FlowServer(LoggerMixin):
         else:
             self._on_notify(d)
 
-    def _reply(self, head, project, invoke_id, result, code, text):
+    def _reply(self, head: Head, project: bytes, invoke_id: int, result: bool, code: int,
+               text: Union[str, bytes]) -> None:
         """Sends a flow ack (result False) or result to the invoker; a
         connection gone meanwhile is logged, not raised."""
         connection = self._connection
@@ -308,7 +324,7 @@ class FlowServer(LoggerMixin):
                                 self._process_index, invoke_id, head.src_unit_client_type,
                                 head.src_unit_id, head.src_unit_client_id, exc)
 
-    def _on_invoke(self, head, d):
+    def _on_invoke(self, head: Head, d: dict[str, Any]) -> None:
         project_b, invoke_id, mode = d["project_id"], d["invoke_id"], d["mode"]
         project, flow = flows.decode_text(project_b), flows.decode_text(d["flow_id"])
         with self._lock:
@@ -332,7 +348,7 @@ class FlowServer(LoggerMixin):
         self._submit(self._run_flow, head, project_b, project, flow, invoke_id, mode, handler,
                      params)
 
-    def _submit(self, fn, *args):
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
         with self._lock:
             pool = self._pool
             if pool is None:
@@ -344,11 +360,12 @@ class FlowServer(LoggerMixin):
             self._running.add(fut)
         fut.add_done_callback(self._done)
 
-    def _done(self, fut):
+    def _done(self, fut: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self._running.discard(fut)
 
-    def _run_flow(self, head, project_b, project, flow, invoke_id, mode, handler, params):
+    def _run_flow(self, head: Head, project_b: bytes, project: str, flow: str, invoke_id: int,
+                  mode: int, handler: FlowHandler, params: list[Any]) -> None:
         try:
             payload = flows.encode_result(mode, handler(*params))
         except BaseException as exc:
@@ -361,7 +378,7 @@ class FlowServer(LoggerMixin):
         if payload is not None:
             self._reply(head, project_b, invoke_id, True, flows.FLOW_OK, payload)
 
-    def _on_notify(self, d):
+    def _on_notify(self, d: dict[str, Any]) -> None:
         project, title = flows.decode_text(d["project_id"]), flows.decode_text(d["title"])
         with self._lock:
             if self._stopping:
@@ -375,7 +392,8 @@ class FlowServer(LoggerMixin):
         for fn in handlers:
             self._submit(self._run_notification, fn, args)
 
-    def _run_notification(self, fn, args):
+    def _run_notification(self, fn: NotificationHandler,
+                          args: tuple[str, str, int, float, str]) -> None:
         try:
             fn(*args)
         except Exception:

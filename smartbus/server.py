@@ -17,10 +17,14 @@ destination, and tells clients when others connect and disconnect.  Rules
 are in docs/router.md.
 """
 
+from __future__ import annotations
+
 import argparse
 import signal
 import sys
 import threading
+from types import FrameType
+from typing import Optional, Sequence
 
 from smartbus import _native
 from smartbus._checks import ipc_path_in_effect, span
@@ -43,8 +47,12 @@ class Server:
     for ``stall_timeout`` seconds is disconnected.
     """
 
-    def __init__(self, host="127.0.0.1", port=0, unit_id=0, user=None, password=None,
-                 ipc_path=None, max_out_bytes=0, stall_timeout=10.0):
+    _thread: Optional[threading.Thread]     # serving (start() to stop())
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, unit_id: int = 0,
+                 user: Optional[str] = None, password: Optional[str] = None,
+                 ipc_path: Optional[str] = None, max_out_bytes: int = 0,
+                 stall_timeout: float = 10.0) -> None:
         if not isinstance(unit_id, int) or unit_id not in _native.SERVER_UNIT_IDS:
             raise ValueError("unit_id must be in %s, got %r" % (_UNITS, unit_id))
         if not isinstance(port, int) or not -1 <= port <= 65535:
@@ -57,7 +65,7 @@ class Server:
         self.ipc_path = ipc_path
         self._thread = None
 
-    def start(self):
+    def start(self) -> Server:
         """Starts serving on a background thread; returns self."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._router.run, name="smartbus-router",
@@ -65,7 +73,7 @@ class Server:
             self._thread.start()
         return self
 
-    def stop(self, timeout=10.0):
+    def stop(self, timeout: float = 10.0) -> None:
         """Stops serving and closes every connection (idempotent)."""
         self._router.stop()
         if self._thread is not None:
@@ -77,23 +85,23 @@ class Server:
 
     close = stop
 
-    def stats(self):
+    def stats(self) -> dict[str, int]:
         """Router counters: registered clients, routed/dropped messages..."""
         return self._router.stats()
 
-    def __enter__(self):
+    def __enter__(self) -> Server:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<smartbus.server.Server unit %d on %s:%d%s>" % (
             self.unit_id, self.host, self.port,
             ", ipc %s" % self.ipc_path if self.ipc_path else "")
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m smartbus.server``: runs the router until SIGINT/SIGTERM."""
     ap = argparse.ArgumentParser(prog="python -m smartbus.server",
                                  description="Run a local SmartBus server (router).")
@@ -120,7 +128,7 @@ def main(argv=None):
         return 1
     done = threading.Event()
 
-    def on_signal(signum, frame):
+    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
         done.set()
 
     signal.signal(signal.SIGINT, on_signal)

@@ -589,8 +589,10 @@ def test_arguments_and_misuse(net_lib, router):
     assert issubclass(errors.FlowError, SmartBusError)
     with pytest.raises(ValueError, match="max_buffered"):
         aio.NetClient(10, 11, "127.0.0.1", router.port, max_buffered=0)
-    with pytest.raises(TypeError, match="max_buffered_bytes"):
+    with pytest.raises(ValueError, match="max_buffered_bytes"):
         aio.NetClient(10, 11, "127.0.0.1", router.port, max_buffered_bytes="lots")
+    with pytest.raises(TypeError, match="max_buffered_bytes"):
+        aio.NetClient(10, 11, "127.0.0.1", router.port, max_buffered_bytes=[1])
     with pytest.raises(TypeError):
         aio.NetClient(10, 11, "127.0.0.1", router.port, event_executor=None)
     with pytest.raises(ValueError, match="master_port"):

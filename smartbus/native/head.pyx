@@ -5,9 +5,15 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t
 
+cimport cython
 
+
+# the signature line is written by hand, in the form CPython reads into
+# __text_signature__ (so that inspect.signature(Head) works): Cython embeds
+# signatures for functions, not for the constructor of an extension type
+@cython.embedsignature(False)
 cdef class Head:
-    """Read-only view of a received packet head (the 20-byte SmartBus head).
+    """Head(raw=None)\n--\n\nRead-only view of a received packet head (the 20-byte SmartBus head).
 
     ``Head(raw)`` decodes 20 (or more) bytes; the SDK passes one with every
     event that carries a head.

@@ -103,8 +103,10 @@ static void link_broken(smartbus_client *c, sb_link *k, int64_t now, sb_sink_wri
     }
 }
 
-static void link_connect_failed(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w,
-                                int err)
+/* a connection attempt failed: retried later; the first failure of a row is
+ * reported (a trace saying why, and the -20 event) */
+static void link_connect_failed_why(smartbus_client *c, sb_link *k, int64_t now,
+                                    sb_sink_writer *w, const char *why)
 {
     link_reset(k);
     k->state = LINK_WAIT;
@@ -112,14 +114,19 @@ static void link_connect_failed(smartbus_client *c, sb_link *k, int64_t now, sb_
     if (!k->fail_reported) {
         k->fail_reported = 1;
         if (c->kind == SMARTBUS_KIND_IPC)
-            emit_trace(w, c, 1, "link %d: cannot connect to %s: %s", k->index, c->ipc_path,
-                       strerror(err));
+            emit_trace(w, c, 1, "link %d: cannot connect to %s: %s", k->index, c->ipc_path, why);
         else
             emit_trace(w, c, 1, "link %d: cannot connect to %s:%d: %s", k->index, k->host,
-                       k->port, strerror(err));
+                       k->port, why);
         emit_link_event(w, c, SMARTBUS_EV_CONNECT, SMARTBUS_ERR_ESTABLI_CONNECT,
                         sb_load(&c->ap_unit));
     }
+}
+
+static void link_connect_failed(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w,
+                                int err)
+{
+    link_connect_failed_why(c, k, now, w, strerror(err));
 }
 
 static void send_registration(smartbus_client *c, sb_link *k)
@@ -174,7 +181,10 @@ static void link_start(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writ
         int gai = getaddrinfo(k->host, port, &hints, &ai);
         if (gai != 0 || !ai) {
             if (ai) freeaddrinfo(ai);
-            link_connect_failed(c, k, now, w, EHOSTUNREACH);
+            /* the resolver's own words ("Name or service not known"): no errno says it */
+            link_connect_failed_why(c, k, now, w,
+                                    gai == 0 ? "no address" :
+                                    gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
             return;
         }
         fd = socket(ai->ai_family, SOCK_STREAM, 0);
