@@ -77,7 +77,8 @@ def compiler(name):
 def test_sdk_compiles_strict_c99(tmp_path, name, opt, mode):
     cc = compiler(name)
     if cc is None:
-        pytest.skip("%s is not installed" % name)
+        pytest.skip("%s is not installed" % (name if name in ("gcc", "clang") else
+                                             "zig (PyPI ziglang, or $SMARTBUS_ZIG)"))
     for src in SOURCES:             # one at a time: zig cc compiles one input per -c
         obj = tmp_path / (os.path.basename(src)[:-2] + ".o")
         r = subprocess.run(cc + STRICT + [opt] + ([mode] if mode else []) +
