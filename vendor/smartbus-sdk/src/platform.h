@@ -10,9 +10,9 @@
  *   timedwait   condition variable timed on   CLOCK_REALTIME deadlines worked
  *               CLOCK_MONOTONIC               out from the monotonic clock
  *
- * SO_NOSIGPIPE is set wherever it exists, MSG_NOSIGNAL too (recent macOS
- * has both): either one keeps a write to a closed peer from raising
- * SIGPIPE.  Built with -DSB_PORTABLE (setup.py: SMARTBUS_PORTABLE=1) no fast
+ * SO_NOSIGPIPE is set wherever it exists and MSG_NOSIGNAL passed wherever
+ * it exists (recent macOS has both): either one keeps a write to a closed
+ * peer from raising SIGPIPE.  Built with -DSB_PORTABLE (setup.py: SMARTBUS_PORTABLE=1) no fast
  * path is taken, so the fallbacks run on Linux too; .ci/portable runs the
  * whole suite so.  smartbus_platform() reports the choices of a build.
  */
