@@ -5,6 +5,10 @@ Knobs (environment variables, since pip cannot pass build flags easily):
   SMARTBUS_WERROR=1    compile the C SDK with -Werror (tests and CI do)
   SMARTBUS_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer
   SMARTBUS_DEBUG=1     -O0 -g, and Cython annotations
+  SMARTBUS_PORTABLE=1  the C SDK without its Linux fast paths (eventfd,
+                       MSG_NOSIGNAL, condition variables on CLOCK_MONOTONIC):
+                       the POSIX fallbacks macOS uses run instead
+                       (vendor/smartbus-sdk/src/platform.h, .ci/portable)
 """
 
 import glob
@@ -44,6 +48,8 @@ class BuildExt(build_ext):
             sdk_flags.append("-Werror")
         if flag("SMARTBUS_SANITIZE"):
             sdk_flags += SANITIZE
+        if flag("SMARTBUS_PORTABLE"):
+            sdk_flags.append("-DSB_PORTABLE")
         objects = self.compiler.compile(SDK_SOURCES, output_dir=self.build_temp,
                                         include_dirs=INCLUDES, extra_postargs=sdk_flags,
                                         depends=SDK_HEADERS)

@@ -230,6 +230,7 @@ cdef extern from "smartbus_ext.h" nogil:
         const char *name
         const char *description
     const smartbus_error_info *smartbus_error_table(int *count)
+    const char *smartbus_platform()
 
     ctypedef struct smartbus_router_config:
         const char *host

@@ -1,13 +1,23 @@
 """The C SDK as C code: it compiles as C99 with -Wall -Wextra -Werror
--pedantic, and C programs using the vendor-compatible SmartBusNetCli_* and
-SmartBusIpcCli_* APIs (built with AddressSanitizer, UBSan and
-LeakSanitizer) talk to a peer through the real router.  The SDK's sources
+-pedantic, with its Linux fast paths and without them (-DSB_PORTABLE), by
+gcc and clang, and for macOS (arm64 and x86_64, by zig's clang with its
+macOS headers, at the wheels' deployment targets); C programs using the
+vendor-compatible SmartBusNetCli_* and SmartBusIpcCli_* APIs (built with
+AddressSanitizer, UBSan and LeakSanitizer) talk to a peer through the real
+router; the sink's bounded wait holds in both builds.  The SDK's sources
 come with a checkout (or $SMARTBUS_SDK_DIR), not with an installed wheel:
-without them these tests are skipped."""
+without them these tests are skipped, as are the compilers that are not
+installed (zig: PyPI ziglang in this Python, or $SMARTBUS_ZIG, a command
+such as "/path/to/python -m ziglang")."""
 
 import glob
+import importlib.util
 import os
+import re
+import shlex
+import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -27,20 +37,83 @@ def gcc(args, cwd):
     return subprocess.run(["gcc"] + args, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("opt", ["-O0", "-O2"])
-def test_sdk_compiles_strict_c99(tmp_path, opt):
+def find_clang():
+    """clang, or the newest clang-N (Debian installs it versioned)."""
+    versioned = [os.path.basename(p) for d in os.get_exec_path()
+                 for p in glob.glob(os.path.join(d, "clang-[0-9]*"))
+                 if re.fullmatch(r"clang-\d+", os.path.basename(p))]
+    newest = max(versioned, key=lambda n: int(n.split("-")[1]), default=None)
+    return shutil.which("clang") or newest
+
+
+def find_zig_cc():
+    if os.environ.get("SMARTBUS_ZIG"):
+        return shlex.split(os.environ["SMARTBUS_ZIG"]) + ["cc"]
+    if importlib.util.find_spec("ziglang"):
+        return [sys.executable, "-m", "ziglang", "cc"]
+    return None
+
+
+def compiler(name):
+    """The command line of a compiler by name, or None when it is missing.
+    The macOS targets are the oldest systems the wheels claim (cibuildwheel:
+    11.0 on arm64; 10.13 on x86_64, pyproject.toml): an API newer than that
+    is an error (-Wunguarded-availability with -Werror)."""
+    if name == "gcc":
+        return ["gcc"] if shutil.which("gcc") else None
+    if name == "clang":
+        clang = find_clang()
+        return [clang] if clang else None
+    zig = find_zig_cc()
+    target = {"macos-arm64": "aarch64-macos.11.0", "macos-x86_64": "x86_64-macos.10.13"}[name]
+    return zig and zig + ["-target", target, "-Wunguarded-availability"]
+
+
+@pytest.mark.parametrize("name, opt, mode", [
+    ("gcc", "-O0", ""), ("gcc", "-O2", ""), ("gcc", "-O2", "-DSB_PORTABLE"),
+    ("clang", "-O2", ""), ("clang", "-O2", "-DSB_PORTABLE"),
+    ("macos-arm64", "-O2", ""), ("macos-x86_64", "-O2", ""),
+])
+def test_sdk_compiles_strict_c99(tmp_path, name, opt, mode):
+    cc = compiler(name)
+    if cc is None:
+        pytest.skip("%s is not installed" % (name if name in ("gcc", "clang") else
+                                             "zig (PyPI ziglang, or $SMARTBUS_ZIG)"))
+    for src in SOURCES:             # one at a time: zig cc compiles one input per -c
+        obj = tmp_path / (os.path.basename(src)[:-2] + ".o")
+        r = subprocess.run(cc + STRICT + [opt] + ([mode] if mode else []) +
+                           ["-c", src, "-o", str(obj)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and not r.stderr, "%s:\n%s" % (os.path.basename(src), r.stderr)
+        assert obj.stat().st_size > 0, obj
+
+
+def test_sdk_sources_include_platform_h_first():
+    """src/platform.h sets the feature-test macros, which count only when
+    they come before every system header."""
     for src in SOURCES:
-        r = gcc(STRICT + [opt, "-c", src, "-o", str(tmp_path / "x.o")], tmp_path)
-        assert r.returncode == 0, "%s:\n%s" % (os.path.basename(src), r.stderr)
+        with open(src, encoding="utf-8") as f:
+            first = next(line for line in f if line.startswith("#include"))
+        assert first.strip() == '#include "platform.h"', os.path.basename(src)
 
 
-def build_c_test(tmp_path_factory, name):
+def build_c_test(tmp_path_factory, name, *flags):
     """tests/c/<name>.c linked with the SDK sources, strict and sanitized."""
     out = tmp_path_factory.mktemp("cbin") / name
     src = os.path.join(TESTS_DIR, "c", name + ".c")
-    r = gcc(STRICT + SANITIZE + ["-O1", src] + SOURCES + ["-o", str(out)], TESTS_DIR)
+    r = gcc(STRICT + SANITIZE + list(flags) + ["-O1", src] + SOURCES + ["-o", str(out)],
+            TESTS_DIR)
     assert r.returncode == 0, r.stderr
     return str(out)
+
+
+def sanitized_env():
+    """The environment of a C test program: LeakSanitizer on, and none of
+    .ci/sanitize's preloaded runtimes (the program links its own)."""
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+               UBSAN_OPTIONS="print_stacktrace=1")
+    env.pop("LD_PRELOAD", None)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +132,8 @@ def run_c_client(peer, args, sender, sent_src):
     b"hello-from-" + its kind, from sent_src = [unit, client]); makes the
     peer send it 3 messages to `sender` = [unit, client, type] and lets it
     finish: it must print OK and exit 0 with a clean sanitizer report."""
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
-               UBSAN_OPTIONS="print_stacktrace=1")
-    env.pop("LD_PRELOAD", None)
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=sanitized_env())
     try:
         line = proc.stdout.readline().strip()
         assert line == "CONNECTED", line + proc.stderr.read()
@@ -104,3 +174,14 @@ def test_ipc_facade_from_c(router, peers, ipc_facade_test_binary):
     left = wait_for(lambda: [e for e in peer.events("global")
                              if e[:3] == [0, 5, 3] and e[4] == 0], 5)
     assert left == [[0, 5, 3, 0, 0, "c-ipc-facade"]]
+
+
+@pytest.mark.parametrize("mode", ["", "-DSB_PORTABLE"])
+def test_sink_free_waits_as_long_as_asked(tmp_path_factory, mode):
+    """smartbus_sink_free joins a callback thread that ends in time and gives
+    up on a stuck one at its timeout (tests/c/sink_wait_test.c), with the
+    monotonic condition variable and with the portable fallback."""
+    binary = build_c_test(tmp_path_factory, "sink_wait_test", *([mode] if mode else []))
+    r = subprocess.run([binary], capture_output=True, text=True, env=sanitized_env(), timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stdout + r.stderr
+    assert "ERROR: AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr

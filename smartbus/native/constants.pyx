@@ -35,3 +35,12 @@ CMDTYPE_SYSTEM = SMARTBUS_CMDTYPE_SYSTEM
 CMD_INVOKE_FLOW = SMARTBUS_SYSCMD_INVOKE_FLOW
 CMD_NOTIFY = SMARTBUS_SYSCMD_NOTIFY
 CLIENT_TYPE_IPSC = SMARTBUS_NODECLI_TYPE_IPSC
+#: the system facilities the bundled C SDK was built with (its
+#: src/platform.h): {"build": "native" or "portable", "waker": "eventfd" or
+#: "pipe", "nosigpipe": "MSG_NOSIGNAL", "SO_NOSIGPIPE", both joined by "+"
+#: or "none", "timedwait": "monotonic" or "realtime"}
+PLATFORM = dict(item.split("=", 1)
+                for item in (<bytes>smartbus_platform()).decode("ascii").split())
+#: built with SMARTBUS_PORTABLE=1: the Linux fast paths are off, the POSIX
+#: fallbacks that macOS uses run instead
+PORTABLE_BUILD = PLATFORM["build"] == "portable"

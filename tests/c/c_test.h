@@ -28,7 +28,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 #define CHECK(cond) do { if (!(cond)) FAIL("%s (line %d)", #cond, __LINE__); } while (0)
 
 /* waits up to WAIT_MS for *flag >= want; 0 when it did not get there */
-static int wait_for(int *flag, int want)
+static inline int wait_for(int *flag, int want)
 {
     for (int waited = 0; waited < WAIT_MS; waited += 10) {
         pthread_mutex_lock(&lock);
@@ -44,7 +44,7 @@ static int wait_for(int *flag, int want)
 /* The exchange with tests/test_c_api.py: reports CONNECTED, waits for its
  * go-ahead (it has made the peer send 3 messages), then for the 3 messages,
  * counted in *received, the first of them copied to `first`. */
-static void report_connected_and_receive(int *received, const char *first)
+static inline void report_connected_and_receive(int *received, const char *first)
 {
     printf("CONNECTED\n");
     fflush(stdout);

@@ -182,6 +182,14 @@ typedef struct smartbus_error_info {
  * among them: it never leaves the SDK's callers (see above). */
 SMARTBUS_API const smartbus_error_info *smartbus_error_table(int *count);
 
+/* ---- the build ---------------------------------------------------------- */
+
+/* The system facilities this build chose (src/platform.h), as
+ * "build=native|portable waker=eventfd|pipe
+ *  nosigpipe=MSG_NOSIGNAL|SO_NOSIGPIPE|MSG_NOSIGNAL+SO_NOSIGPIPE|none
+ *  timedwait=monotonic|realtime" (one line, single spaces). */
+SMARTBUS_API const char *smartbus_platform(void);
+
 /* ---- the router (local SmartBus server) -------------------------------- */
 
 typedef struct smartbus_router_config {

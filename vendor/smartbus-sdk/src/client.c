@@ -4,6 +4,7 @@
  * What a client does is in engine.c, link.c, flows.c and sendq.c (see
  * client_internal.h).
  */
+#include "platform.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -4,7 +4,7 @@
  * engine's life: the thread starts with the first client and stops after
  * the last one has been let go.
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>

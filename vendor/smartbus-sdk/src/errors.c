@@ -3,6 +3,7 @@
  * in smartbus.h (SMARTBUS_ERROR_LIST), for callers that need names and
  * descriptions at run time (the Python binding's smartbus.errors).
  */
+#include "platform.h"
 #include "smartbus_ext.h"
 
 #define ERROR_TABLE_ROW(name, code, description) { code, #name, description },

@@ -5,7 +5,7 @@
  * smartbus_ext.h.  Each facade owns one sink; its callback thread calls
  * the vendor-style callbacks one event at a time.
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

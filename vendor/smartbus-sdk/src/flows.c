@@ -7,6 +7,7 @@
  * under the client's lock (application threads insert, the I/O thread
  * settles and expires).  Timeouts give the event code -25 and no head.
  */
+#include "platform.h"
 #include <stdlib.h>
 #include <string.h>
 

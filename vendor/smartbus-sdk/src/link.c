@@ -11,7 +11,7 @@
  * losing a registered link), no retry after a refused registration except
  * -10, master and slave links at the same time.
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -170,6 +170,7 @@ static void link_start(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writ
         if (fd < 0) { link_connect_failed(c, k, now, w, errno); return; }
         k->fd = fd;
         sb_set_nonblock(fd);
+        sb_socket_nosigpipe(fd);
         rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
     } else {
         struct addrinfo hints, *ai = NULL;
@@ -191,6 +192,7 @@ static void link_start(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writ
         if (fd < 0) { freeaddrinfo(ai); link_connect_failed(c, k, now, w, errno); return; }
         k->fd = fd;
         sb_set_nonblock(fd);
+        sb_socket_nosigpipe(fd);
         sb_set_nodelay(fd);
         rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
         freeaddrinfo(ai);
@@ -425,7 +427,7 @@ int sb_link_write(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w
 {
     sb_buf *b = &k->wbuf;
     while (b->off < b->len) {
-        ssize_t n = send(k->fd, b->p + b->off, b->len - b->off, MSG_NOSIGNAL);
+        ssize_t n = sb_send_nosignal(k->fd, b->p + b->off, b->len - b->off);
         if (n > 0) {
             b->off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {

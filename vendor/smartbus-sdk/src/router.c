@@ -5,7 +5,7 @@
  * the socket it bound), and answers the port and statistics getters.  The
  * router itself is described in router_internal.h.
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>

@@ -4,7 +4,7 @@
  * resume paused senders, sweep), then the timeout of the next poll();
  * and smartbus_router_stop(), which wakes it.
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>

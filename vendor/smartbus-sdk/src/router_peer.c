@@ -5,7 +5,7 @@
  * functions report a broken connection to their caller instead of
  * disconnecting it themselves (a disconnect involves the registration).
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +13,6 @@
 #include <unistd.h>
 
 #include "router_internal.h"
-
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0            /* SO_NOSIGPIPE is set instead where it exists */
-#endif
 
 #define RT_READ_MIN          ((size_t)64 << 10)   /* free space before each read */
 #define RT_OUT_KEEP          ((size_t)4 << 20)    /* empty out buffers above this are freed */
@@ -43,12 +39,7 @@ void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
             continue;
         }
         if (!ipc) sb_set_nodelay(fd);
-#ifdef SO_NOSIGPIPE
-        {
-            int one = 1;
-            (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-        }
-#endif
+        sb_socket_nosigpipe(fd);
         if (r->npeers == r->cappeers) {
             size_t cap = r->cappeers ? r->cappeers * 2 : 16;
             rt_peer **np = realloc(r->peers, cap * sizeof *np);
@@ -135,7 +126,7 @@ int sb_peer_write(smartbus_router *r, rt_peer *c, const char **why)
     sb_buf *b = &c->out;
     size_t n = b->len - b->off;
     if (n == 0) return 0;
-    ssize_t w = send(c->fd, b->p + b->off, n, MSG_NOSIGNAL);
+    ssize_t w = sb_send_nosignal(c->fd, b->p + b->off, n);
     if (w > 0) {
         b->off += (size_t)w;
         if (b->off == b->len) {

@@ -5,6 +5,7 @@
  * destination with back-pressure on the sender, disconnects.  The rules
  * are in router_internal.h.
  */
+#include "platform.h"
 #include <string.h>
 
 #include "router_internal.h"

@@ -6,6 +6,8 @@
 #ifndef SB_INTERNAL_H
 #define SB_INTERNAL_H
 
+#include "platform.h"        /* first: it sets the feature-test macros */
+
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -13,8 +15,6 @@
 #include "smartbus.h"
 #include "smartbus_ext.h"
 #include "smartbus_wire.h"
-
-#define SB_HIDDEN __attribute__((visibility("hidden")))
 
 /* C99 code with GCC/Clang atomics */
 #define sb_load(p)        __atomic_load_n((p), __ATOMIC_SEQ_CST)
@@ -60,12 +60,6 @@ SB_HIDDEN int64_t sb_now_ms(void);         /* monotonic */
 /* ---- sockets ------------------------------------------------------------ */
 SB_HIDDEN int sb_set_nonblock(int fd);
 SB_HIDDEN void sb_set_nodelay(int fd);
-/* A wake-up channel (eventfd, or a pipe where there is none). */
-typedef struct sb_waker { int rfd, wfd; } sb_waker;
-SB_HIDDEN int  sb_waker_open(sb_waker *w);
-SB_HIDDEN void sb_waker_close(sb_waker *w);
-SB_HIDDEN void sb_waker_wake(sb_waker *w);    /* async-signal-safe */
-SB_HIDDEN void sb_waker_drain(sb_waker *w);
 
 /* ---- trace (stderr when SMARTBUS_TRACE is set in the environment) ------ */
 SB_HIDDEN int  sb_trace_enabled(void);

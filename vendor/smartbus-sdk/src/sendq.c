@@ -10,7 +10,7 @@
  * call per message.  Bounded: max_send_msgs / max_send_bytes, then
  * SMARTBUS_ERR_BUFF_FULL.
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <pthread.h>
 #include <string.h>
 

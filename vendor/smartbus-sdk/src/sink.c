@@ -14,11 +14,10 @@
  * (TCP back-pressure instead of unbounded memory) and called the resume
  * hook the I/O thread handed it.
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "sb_internal.h"
 
@@ -252,13 +251,9 @@ smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_que
     s->cb = cb;
     s->arg = arg;
     s->max_bytes = max_queued_bytes ? max_queued_bytes : SINK_DEFAULT_MAX;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    pthread_cond_init(&s->done_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sb_cond_init_timed(&s->done_cond);
     if (pthread_create(&s->thread, NULL, sink_thread, s) != 0) {
         sink_destroy(s);
         return NULL;
@@ -279,17 +274,11 @@ void smartbus_sink_free(smartbus_sink *s, int timeout_ms)
         pthread_detach(s->thread);
         return;
     }
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    if (timeout_ms >= 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000L; }
-    }
+    int64_t deadline = sb_now_ms() + timeout_ms;
     while (!s->done) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&s->done_cond, &s->lock);
-        } else if (pthread_cond_timedwait(&s->done_cond, &s->lock, &deadline) == ETIMEDOUT) {
+        } else if (sb_cond_wait_until(&s->done_cond, &s->lock, deadline) == ETIMEDOUT) {
             break;
         }
     }

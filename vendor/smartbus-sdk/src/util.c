@@ -1,9 +1,8 @@
 /*
  * util.c - small helpers for the rest of the SDK: growable byte buffers,
- * string copies, the monotonic clock, socket flags, the wake-up channel and
- * trace output.
+ * string copies, the monotonic clock, socket flags and trace output.
  */
-#define _GNU_SOURCE 1
+#include "platform.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -15,9 +14,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/eventfd.h>
-#endif
 
 #include "sb_internal.h"
 
@@ -89,53 +85,6 @@ void sb_set_nodelay(int fd)
 {
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-int sb_waker_open(sb_waker *w)
-{
-#ifdef __linux__
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd >= 0) {
-        w->rfd = w->wfd = fd;
-        return 0;
-    }
-#endif
-    int p[2];
-    if (pipe(p) < 0) return -1;
-    sb_set_nonblock(p[0]);
-    sb_set_nonblock(p[1]);
-    w->rfd = p[0];
-    w->wfd = p[1];
-    return 0;
-}
-
-void sb_waker_close(sb_waker *w)
-{
-    if (w->rfd >= 0) close(w->rfd);
-    if (w->wfd >= 0 && w->wfd != w->rfd) close(w->wfd);
-    w->rfd = w->wfd = -1;
-}
-
-void sb_waker_wake(sb_waker *w)
-{
-    int saved = errno;
-    if (w->rfd == w->wfd) {
-        uint64_t one = 1;
-        ssize_t r = write(w->wfd, &one, sizeof one);
-        (void)r;
-    } else {
-        char c = 1;
-        ssize_t r = write(w->wfd, &c, 1);
-        (void)r;
-    }
-    errno = saved;
-}
-
-void sb_waker_drain(sb_waker *w)
-{
-    uint8_t tmp[64];
-    while (read(w->rfd, tmp, sizeof tmp) > 0 && w->rfd != w->wfd) {
-    }
 }
 
 int sb_trace_enabled(void)

@@ -3,6 +3,7 @@
  * that knows where each field of a head or payload sits.  Pure functions:
  * no allocation, no global state, every read bounds-checked.
  */
+#include "platform.h"
 #include <string.h>
 
 #include "smartbus_wire.h"
