@@ -23,6 +23,9 @@ CMDTYPE_SYSTEM: int
 CMD_INVOKE_FLOW: int
 CMD_NOTIFY: int
 CLIENT_TYPE_IPSC: int
+#: the platform choices of this build (see smartbus_platform() in platform.c)
+PLATFORM: dict[str, str]
+PORTABLE_BUILD: bool
 
 def sdk_error_table() -> list[tuple[int, str, str]]: ...
 
