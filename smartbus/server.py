@@ -23,6 +23,7 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Tuple
 
 from smartbus import _native
 from smartbus._checks import ipc_path_in_effect, span
@@ -116,7 +117,7 @@ class Server:
             ", ipc %s" % self.ipc_path if self.ipc_path else "")
 
 
-def add_server_options(ap):
+def add_server_options(ap: argparse.ArgumentParser) -> None:
     """Adds the router's options to the argparse parser ``ap`` (this
     module's command line and ``smartbus server``); ``serve`` runs them."""
     ap.add_argument("--host", default="127.0.0.1", help="TCP address (default 127.0.0.1)")
@@ -136,7 +137,7 @@ def add_server_options(ap):
                          % (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_HOST))
 
 
-def _monitor_address(text):
+def _monitor_address(text: str) -> Tuple[str, int]:
     try:
         return parse_address(text)
     except ValueError as exc:
@@ -151,7 +152,7 @@ def main(argv=None):
     return serve(ap, ap.parse_args(argv))
 
 
-def serve(ap, args):
+def serve(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Runs the router configured by ``args`` (parsed by ``ap``, which
     add_server_options filled) until SIGINT/SIGTERM; the exit code."""
     if args.unit_id not in _native.SERVER_UNIT_IDS:

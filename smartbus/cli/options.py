@@ -10,7 +10,8 @@ import os
 import queue
 import sys
 import time
-from typing import IO, Any, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union
+from typing import (IO, Any, Dict, List, NamedTuple, NoReturn, Optional, Protocol, Sequence,
+                    Tuple, cast)
 
 from smartbus import _native, errors, ipc, net
 from smartbus._checks import ipc_path_in_effect, span
@@ -200,13 +201,34 @@ class IpcTool(ToolEvents, ipc.Client):
     """The tool's IPC client."""
 
 
-Tool = Union[NetTool, IpcTool]
+class Tool(Protocol):
+    """What the subcommands use of their client (a NetTool or an IpcTool)."""
+
+    events: "queue.Queue[Tuple[Any, ...]]"
+
+    @property
+    def unit_id(self) -> Optional[int]: ...
+    @property
+    def client_id(self) -> int: ...
+    @property
+    def client_type(self) -> int: ...
+    def activate(self) -> None: ...
+    def dispose(self) -> None: ...
+    def stats(self) -> Dict[str, int]: ...
+    def send_data(self, cmd: int, cmd_type: int, dst_unit_id: int, dst_client_id: int,
+                  dst_client_type: int, data: bytes) -> None: ...
+    def ping(self, dst_unit_id: int, dst_client_id: int, dst_client_type: int,
+             data: Optional[bytes] = None) -> None: ...
+    def launch_flow(self, server_unit_id: int, process_index: int, project_id: str,
+                    flow_id: str, mode: int, timeout: float, params: List[Any]) -> int: ...
+    def notify(self, server_unit_id: int, process_index: int, project_id: str, title: str,
+               mode: int, expires: float, txt: str) -> int: ...
 
 
 def server_name(args: argparse.Namespace) -> str:
     """Where the options say the server is, for messages."""
     if args.ipc is not None:
-        return ipc_path_in_effect(args.ipc or None)
+        return str(ipc_path_in_effect(args.ipc or None))
     return "%s:%d" % (args.host, args.port)
 
 
@@ -246,21 +268,23 @@ def connect(args: argparse.Namespace, purpose: str, avoid_unit: Optional[int] = 
 def _open(args: argparse.Namespace, client_id: int, info: str,
           avoid_unit: Optional[int]) -> Tool:
     """A new client of the tool, connecting."""
-    client: Tool
     credentials = {"user": args.user, "password": args.password, "info": info}
     try:
         if args.ipc is not None:
-            client = IpcTool(client_id, args.client_type, ipc_path=args.ipc or None,
-                             **credentials)
+            # lead: the two ignores go once smartbus/_client.py is annotated
+            made = IpcTool.create(client_id, args.client_type,  # type: ignore[no-untyped-call]
+                                  ipc_path=args.ipc or None, **credentials)
         else:
             if not net.Client.is_initialized():
                 unit = args.unit
                 if unit is None:
                     unit = DEFAULT_UNIT - 1 if avoid_unit == DEFAULT_UNIT else DEFAULT_UNIT
                 net.Client.initialize(unit)
-            client = NetTool(client_id, args.client_type, args.host, args.port, **credentials)
+            made = NetTool.create(client_id, args.client_type,  # type: ignore[no-untyped-call]
+                                  args.host, args.port, **credentials)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    client = cast(Tool, made)
     client.events = queue.Queue()          # before activate(): the first event goes there
     client.activate()
     return client
@@ -281,7 +305,7 @@ def _registration(client: Tool, deadline: float) -> Optional[int]:
         if event[0] == "connect":
             return 0
         if event[0] == "connect_fail":
-            code = event[1]
+            code = int(event[1])
             if code != _UNREACHABLE:
                 return code
 
