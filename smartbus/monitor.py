@@ -20,7 +20,7 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple
+from typing import Any, Dict, Iterator, Optional, Protocol, Tuple
 
 from smartbus.version import __version__
 
@@ -125,22 +125,13 @@ def _metric_families(doc: Dict[str, Any]) -> Iterator[Any]:
     yield GaugeMetricFamily("smartbus_router_connections", "open connections",
                             value=totals["connections"])
     registered = [c for c in doc["connections"] if c["registered"]]   # one per identity
-    for key, text in CONNECTION_COUNTERS.items():
-        family = CounterMetricFamily("smartbus_router_connection_" + key, text,
-                                     labels=_CONNECTION_LABELS)
-        for c in registered:
-            family.add_metric(_labels(c), c[key])
-        yield family
-    for key, text in CONNECTION_GAUGES.items():
-        gauge = GaugeMetricFamily("smartbus_router_connection_" + key, text,
-                                  labels=_CONNECTION_LABELS)
-        for c in registered:
-            gauge.add_metric(_labels(c), c[key])
-        yield gauge
-
-
-def _labels(conn: Dict[str, Any]) -> List[str]:
-    return [str(conn[name]) for name in _CONNECTION_LABELS]
+    for kind, metrics in ((CounterMetricFamily, CONNECTION_COUNTERS),
+                          (GaugeMetricFamily, CONNECTION_GAUGES)):
+        for key, text in metrics.items():
+            family = kind("smartbus_router_connection_" + key, text, labels=_CONNECTION_LABELS)
+            for c in registered:
+                family.add_metric([str(c[name]) for name in _CONNECTION_LABELS], c[key])
+            yield family
 
 
 class _HTTPServer(http.server.ThreadingHTTPServer):

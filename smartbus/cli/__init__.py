@@ -1,6 +1,7 @@
 """The ``smartbus`` command (also ``python -m smartbus``): one subcommand
-per module of this package, each with ``add_parser(subparsers)`` and
-``run(args) -> exit code``; what they share is in ``options``.
+per module of this package, each with ``NAME``, ``HELP``, ``DESCRIPTION``,
+``EXAMPLE``, ``add_arguments(parser)`` and ``run(args) -> exit code``;
+what they share is in ``options``.
 
     smartbus server --port 8089 --monitor          # a router, watched
     smartbus listen --client 5                     # print what arrives
@@ -13,7 +14,6 @@ Errors are one line on stderr and a non-zero exit code (options.EXIT_*),
 never a traceback; see docs/cli.md.
 """
 
-import argparse
 import logging
 import os
 import sys
@@ -36,12 +36,16 @@ def build_parser() -> Parser:
     parser = Parser(prog="smartbus", description="Tools for SmartBus: a local server, sending, "
                     "listening, pings, flows and a live view of the bus.")
     parser.add_argument("--version", action="version", version="smartbus %s" % __version__)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true",
                         help="show the library's log messages on stderr")
     subparsers = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
     for module in SUBCOMMANDS:
-        module.add_parser(subparsers, [common])
+        sub = subparsers.add_parser(module.NAME, parents=[common], help=module.HELP,
+                                    description=module.DESCRIPTION,
+                                    epilog="example: " + module.EXAMPLE)
+        module.add_arguments(sub)
+        sub.set_defaults(command=module.NAME, run=module.run, parser=sub)
     return parser
 
 

@@ -1,17 +1,17 @@
 """``smartbus demo``: ``python -m smartbus.demo``, a SmartBus in one process."""
 
 import argparse
-from typing import Any, List
 
 from smartbus import demo
 
 NAME = "demo"
+HELP = "show a SmartBus at work, in one process"
+DESCRIPTION = (demo.__doc__ or "").split("\n\n", 1)[-1].strip()
+EXAMPLE = "smartbus demo"
 
 
-def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(NAME, parents=parents, help="show a SmartBus at work, in one process",
-                              description=(demo.__doc__ or "").split("\n\n", 1)[-1].strip())
-    p.set_defaults(command=NAME, run=run)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options."""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,35 +13,30 @@ import time
 from typing import Any, Dict, List
 
 from smartbus.cli.options import (EXIT_ERROR, EXIT_TIMEOUT, CliError, add_connection_options,
-                                  connect, number)
+                                  add_ipsc_options, connect, number)
 from smartbus.errors import SMARTBUS_ERR_TIMEOUT, SmartBusError, error_code_message
 from smartbus.flows import FLOW_OK
 
 NAME = "flow"
+HELP = "launch a flow and print its result"
+DESCRIPTION = ("Launch flow FLOW of project PROJECT on IPSC process --process of server unit "
+               "--server-unit; print the ack on stderr and the result (JSON) on stdout.  Each "
+               "PARAM is read as JSON if it is JSON, else as a string.")
+EXAMPLE = "smartbus flow --process 1 proj1 add 1 2   (prints [3])"
 NO_RESULT_MODE = 1                 # launch_flow mode whose flow sends no result
 _GRACE = 5.0                       # seconds past --timeout before the tool stops waiting
 
 
-def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        NAME, parents=parents, help="launch a flow and print its result",
-        description="Launch flow FLOW of project PROJECT on IPSC process --process of server "
-                    "unit --server-unit; print the ack on stderr and the result (JSON) on "
-                    "stdout.  Each PARAM is read as JSON if it is JSON, else as a string.",
-        epilog="example: smartbus flow --process 1 proj1 add 1 2   (prints [3])")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("project", metavar="PROJECT", help="project id")
     p.add_argument("flow", metavar="FLOW", help="flow id")
     p.add_argument("params", nargs="*", metavar="PARAM", help="the flow's parameters")
     p.add_argument("--params", dest="params_json", metavar="JSON_ARRAY",
                    help="all the parameters as one JSON array (instead of PARAMs)")
-    p.add_argument("--server-unit", type=number(0, 15, "--server-unit"), default=0,
-                   help="unit of the server the IPSC process runs at (default 0)")
-    p.add_argument("--process", type=number(0, 255, "--process"), default=0,
-                   help="IPSC process index (default 0)")
+    add_ipsc_options(p)
     p.add_argument("--mode", type=number(0, 2, "--mode"), default=0,
                    help="0: wait for the result (default), 1: no result, 2: as 0")
     add_connection_options(p)
-    p.set_defaults(command=NAME, run=run)
 
 
 def parse_params(args: argparse.Namespace) -> List[Any]:

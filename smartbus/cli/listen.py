@@ -7,21 +7,20 @@ import json
 import queue
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from smartbus.cli.options import (EXIT_TIMEOUT, CliError, add_connection_options, address,
                                   connect, number, own_address, seconds, server_name)
 
 NAME = "listen"
+HELP = "print the packets that arrive"
+DESCRIPTION = ("Connect and print every packet the tool's client receives, one line each: "
+               "time, source > destination, cmd and cmd type, length, payload (text when it "
+               "is printable UTF-8, else hex).")
+EXAMPLE = "smartbus listen --client 5 --json"
 
 
-def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        NAME, parents=parents, help="print the packets that arrive",
-        description="Connect and print every packet the tool's client receives, one line "
-                    "each: time, source > destination, cmd and cmd type, length, payload "
-                    "(text when it is printable UTF-8, else hex).",
-        epilog="example: smartbus listen --client 5 --json")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per packet (src, dst, cmd, cmd_type, length, "
                         "text or null, hex)")
@@ -32,7 +31,6 @@ def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
                    help="stop after this long (with --count: exit code %d if fewer came)"
                         % EXIT_TIMEOUT)
     add_connection_options(p)
-    p.set_defaults(command=NAME, run=run)
 
 
 def text_of(data: bytes) -> Optional[str]:

@@ -22,15 +22,14 @@ _COLUMNS = ("CLIENT", "KIND", "PEER", "IN/S", "OUT/S", "KB IN/S", "KB OUT/S", "Q
 _ROW = "%-11s %-4s %-21s %8s %8s %8s %8s %10s %-9s %s"
 
 Rates = Dict[Tuple[Any, ...], Tuple[float, Dict[str, Any]]]
+HELP = "watch the bus live (needs a router with --monitor)"
+DESCRIPTION = ("Show who is connected to a router, with per-client rates and queue depths, "
+               "from its monitoring endpoint (smartbus server --monitor).  Refreshes in place "
+               "on a terminal; plain lines when piped.")
+EXAMPLE = "smartbus monitor 127.0.0.1:%d -i 2" % DEFAULT_PORT
 
 
-def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        NAME, parents=parents, help="watch the bus live (needs a router with --monitor)",
-        description="Show who is connected to a router, with per-client rates and queue "
-                    "depths, from its monitoring endpoint (smartbus server --monitor).  "
-                    "Refreshes in place on a terminal; plain lines when piped.",
-        epilog="example: smartbus monitor 127.0.0.1:%d -i 2" % DEFAULT_PORT)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("address", nargs="?", default="%s:%d" % (DEFAULT_HOST, DEFAULT_PORT),
                    metavar="ADDRESS", help="the endpoint: HOST:PORT, PORT or a URL "
                    "(default %s:%d)" % (DEFAULT_HOST, DEFAULT_PORT))
@@ -40,7 +39,6 @@ def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
                    help="stop after this many refreshes (default: until Ctrl-C)")
     p.add_argument("--timeout", type=seconds, default=5.0,
                    help="seconds to wait for the endpoint (default 5)")
-    p.set_defaults(command=NAME, run=run)
 
 
 def endpoint_url(address: str) -> str:

@@ -3,34 +3,29 @@ smartbus.ipsc.FlowServer); the text is an argument or stdin."""
 
 import argparse
 import sys
-from typing import Any, List
 
-from smartbus.cli.options import CliError, add_connection_options, connect, drain, number, seconds
+from smartbus.cli.options import (CliError, add_connection_options, add_ipsc_options, connect,
+                                  drain, number, seconds)
 from smartbus.errors import SmartBusError
 
 NAME = "notify"
+HELP = "send a notification to an IPSC process"
+DESCRIPTION = ("Send notification TITLE with TEXT (else stdin) to IPSC process --process of "
+               "server unit --server-unit.")
+EXAMPLE = "smartbus notify --process 1 --project proj1 alarm 'disk full'"
 
 
-def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        NAME, parents=parents, help="send a notification to an IPSC process",
-        description="Send notification TITLE with TEXT (else stdin) to IPSC process --process "
-                    "of server unit --server-unit.",
-        epilog="example: smartbus notify --process 1 --project proj1 alarm 'disk full'")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("title", metavar="TITLE", help="the notification's title")
     p.add_argument("text", nargs="?", metavar="TEXT",
                    help="its text (default: stdin, without its last newline)")
     p.add_argument("--project", default="", help="project id (default none)")
-    p.add_argument("--server-unit", type=number(0, 15, "--server-unit"), default=0,
-                   help="unit of the server the IPSC process runs at (default 0)")
-    p.add_argument("--process", type=number(0, 255, "--process"), default=0,
-                   help="IPSC process index (default 0)")
+    add_ipsc_options(p)
     p.add_argument("--mode", type=number(0, 255, "--mode"), default=0,
                    help="notification mode (default 0)")
     p.add_argument("--expires", type=seconds, default=60.0,
                    help="seconds the notification stays valid (default 60)")
     add_connection_options(p)
-    p.set_defaults(command=NAME, run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -149,6 +149,14 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
                         % DEFAULT_TIMEOUT)
 
 
+def add_ipsc_options(p: argparse.ArgumentParser) -> None:
+    """Where an IPSC process (or a FlowServer) is: flows and notifications."""
+    p.add_argument("--server-unit", type=number(0, 15, "--server-unit"), default=0,
+                   help="unit of the server the IPSC process runs at (default 0)")
+    p.add_argument("--process", type=number(0, 255, "--process"), default=0,
+                   help="IPSC process index (default 0)")
+
+
 def add_destination_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--to", type=destination, required=True, metavar="UNIT:CLIENT:TYPE",
                    help="%s (CLIENT * = every client of TYPE at UNIT)" % what)

@@ -20,14 +20,13 @@ PING_ANSWER = 8                    # head cmd of an answer (cmd type 1)
 _MAGIC = b"sbping"                 # payloads start with it, then the sequence number
 _SEQ = struct.Struct("<Q")
 MIN_SIZE = len(_MAGIC) + _SEQ.size
+HELP = "measure round trips to a client"
+DESCRIPTION = ("Ping a client on the bus (its library answers by itself) and print the round "
+               "trips, then a summary.  Exit code 0 when at least one answer came.")
+EXAMPLE = "smartbus ping --to 0:10:3 -c 5 -i 0.2"
 
 
-def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        NAME, parents=parents, help="measure round trips to a client",
-        description="Ping a client on the bus (its library answers by itself) and print the "
-                    "round trips, then a summary.  Exit code 0 when at least one answer came.",
-        epilog="example: smartbus ping --to 0:10:3 -c 5 -i 0.2")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     add_destination_option(p, "the client to ping")
     p.add_argument("-c", "--count", type=number(1, 2**31 - 1, "--count"),
                    help="stop after this many pings (default: until Ctrl-C)")
@@ -36,7 +35,6 @@ def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
     p.add_argument("-s", "--size", type=number(MIN_SIZE, 65536, "--size"), default=32,
                    help="payload bytes (default 32)")
     add_connection_options(p)
-    p.set_defaults(command=NAME, run=run)
 
 
 def percentile(sorted_values: List[float], fraction: float) -> float:

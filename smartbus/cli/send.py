@@ -6,7 +6,7 @@ rate live on stderr."""
 import argparse
 import sys
 import time
-from typing import Any, List
+from typing import List
 
 from smartbus.cli.options import (CliError, StatusLine, Tool, add_connection_options,
                                   add_destination_option, connect, drain, number, rate)
@@ -16,16 +16,13 @@ NAME = "send"
 DEFAULT_CMD, DEFAULT_CMD_TYPE = 1, 3       # cmd type 3: "user" (NET.md §4)
 _FULL_BACKOFF = 0.0005                     # seconds to wait when the send queue is full
 _BURST = 1024                              # sends between two looks at the clock
+HELP = "send data packets"
+DESCRIPTION = ("Send data packets to one destination: PAYLOAD, else stdin as one payload, or "
+               "one packet per line with --lines.")
+EXAMPLE = "smartbus send --to 47:5:3 hello; seq 100 | smartbus send --to 47:5:3 --lines"
 
 
-def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        NAME, parents=parents, help="send data packets",
-        description="Send data packets to one destination: PAYLOAD, else stdin as one "
-                    "payload, or one packet per line with --lines.",
-        epilog="examples: smartbus send --to 47:5:3 hello; "
-               "seq 100 | smartbus send --to 47:5:3 --lines; "
-               "smartbus send --to 47:5:3 --count 100000 --rate 20000 ping")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     add_destination_option(p, "the destination")
     p.add_argument("payload", nargs="?", help="the payload (UTF-8; hex with --hex)")
     p.add_argument("--lines", nargs="?", const="-", metavar="FILE",
@@ -40,7 +37,6 @@ def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
     p.add_argument("--rate", type=float, metavar="MSGS_PER_S",
                    help="at most this many packets per second (default: as fast as possible)")
     add_connection_options(p)
-    p.set_defaults(command=NAME, run=run)
 
 
 def payloads(args: argparse.Namespace) -> List[bytes]:

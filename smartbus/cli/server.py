@@ -2,21 +2,16 @@
 of ``python -m smartbus.server`` (which builds and runs them)."""
 
 import argparse
-from typing import Any, List
 
 from smartbus import server
 
 NAME = "server"
+HELP = "run a local SmartBus server (router)"
+DESCRIPTION = "Run a local SmartBus server (router) until Ctrl-C or SIGTERM."
+EXAMPLE = "smartbus server --port 8089 --monitor 127.0.0.1:8090"
+
+add_arguments = server.add_server_options
 
 
-def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(NAME, parents=parents, help="run a local SmartBus server (router)",
-                              description="Run a local SmartBus server (router) until Ctrl-C "
-                                          "or SIGTERM.")
-    server.add_server_options(p)
-    p.set_defaults(command=NAME, run=lambda args: run(p, args))
-
-
-def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    code: int = server.serve(parser, args)
-    return code
+def run(args: argparse.Namespace) -> int:
+    return server.serve(args.parser, args)
