@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Any, Dict, List
 
-from smartbus.cli.options import (EXIT_ERROR, EXIT_TIMEOUT, CliError, add_connection_options,
-                                  add_ipsc_options, connect, number)
+from smartbus.cli.options import (EXIT_ERROR, EXIT_TIMEOUT, CliError, UsageError,
+                                  add_connection_options, add_ipsc_options, connect, number)
 from smartbus.errors import SMARTBUS_ERR_TIMEOUT, SmartBusError, error_code_message
 from smartbus.flows import FLOW_OK
 
@@ -43,13 +43,13 @@ def parse_params(args: argparse.Namespace) -> List[Any]:
     """The flow's parameters from PARAMs or --params."""
     if args.params_json is not None:
         if args.params:
-            raise CliError("give PARAMs or --params, not both", 2)
+            raise UsageError("give PARAMs or --params, not both")
         try:
             values = json.loads(args.params_json)
         except ValueError as exc:
-            raise CliError("--params is not JSON: %s" % exc, 2) from None
+            raise UsageError("--params is not JSON: %s" % exc) from None
         if not isinstance(values, list):
-            raise CliError("--params must be a JSON array", 2)
+            raise UsageError("--params must be a JSON array")
         return values
     return [_param(text) for text in args.params]
 

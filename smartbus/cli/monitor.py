@@ -12,7 +12,7 @@ import time
 import urllib.request
 from typing import Any, Dict, List, Optional, Tuple
 
-from smartbus.cli.options import EXIT_ERROR, CliError, number, seconds
+from smartbus.cli.options import EXIT_ERROR, CliError, UsageError, number, seconds
 from smartbus.monitor import DEFAULT_HOST, DEFAULT_PORT, parse_address
 
 NAME = "monitor"
@@ -48,7 +48,7 @@ def endpoint_url(address: str) -> str:
     try:
         host, port = parse_address(address)
     except ValueError as exc:
-        raise CliError(str(exc), 2) from None
+        raise UsageError(str(exc)) from None
     return "http://%s:%d/json" % ("[%s]" % host if ":" in host else host, port)
 
 

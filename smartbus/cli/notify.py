@@ -4,8 +4,8 @@ smartbus.ipsc.FlowServer); the text is an argument or stdin."""
 import argparse
 import sys
 
-from smartbus.cli.options import (CliError, add_connection_options, add_ipsc_options, connect,
-                                  drain, number, seconds)
+from smartbus.cli.options import (CliError, UsageError, add_connection_options, add_ipsc_options,
+                                  connect, drain, number, seconds)
 from smartbus.errors import SmartBusError
 
 NAME = "notify"
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         text = text[:-1] if text.endswith("\n") else text     # as $(...) would
 
     if not text:
-        raise CliError("the notification's text is empty", 2)
+        raise UsageError("the notification's text is empty")
     client = connect(args, NAME)
     try:
         try:

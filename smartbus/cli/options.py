@@ -10,8 +10,8 @@ import os
 import queue
 import sys
 import time
-from typing import (IO, Any, Dict, List, NamedTuple, NoReturn, Optional, Protocol, Sequence,
-                    Tuple, cast)
+from typing import (IO, Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Protocol,
+                    Sequence, Tuple, cast)
 
 from smartbus import _native, errors, ipc, net
 from smartbus._checks import ipc_path_in_effect, span
@@ -44,6 +44,13 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+class UsageError(CliError):
+    """A wrong option or argument found after parsing (exit code 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_USAGE)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with usage errors as one line (and exit code 2)."""
 
@@ -54,7 +61,7 @@ class Parser(argparse.ArgumentParser):
 # ---- values -----------------------------------------------------------------------
 
 
-def number(low: int, high: int, name: str) -> "argparse._ActionType":
+def number(low: int, high: int, name: str) -> Callable[[str], int]:
     """An argparse type: an int in low..high."""
     def parse(text: str) -> int:
         try:
@@ -250,8 +257,7 @@ def connect(args: argparse.Namespace, purpose: str, avoid_unit: Optional[int] = 
     ids: Sequence[int] = AUTO_CLIENT_IDS if args.client is None else [args.client]
     info = "smartbus %s %s (pid %d)" % (purpose, __version__, os.getpid())
     if args.ipc is not None and args.unit is not None:
-        raise CliError("--unit is for NET clients: an IPC client has its server's unit",
-                       EXIT_USAGE)
+        raise UsageError("--unit is for NET clients: an IPC client has its server's unit")
     for client_id in ids:
         client = _open(args, client_id, info, avoid_unit)
         code = _registration(client, deadline)       # lead: use wait_connected
@@ -291,7 +297,7 @@ def _open(args: argparse.Namespace, client_id: int, info: str,
             made = NetTool.create(client_id, args.client_type,  # type: ignore[no-untyped-call]
                                   args.host, args.port, **credentials)
     except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+        raise UsageError(str(exc)) from None
     client = cast(Tool, made)
     client.events = queue.Queue()          # before activate(): the first event goes there
     client.activate()

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import List
 
-from smartbus.cli.options import (CliError, StatusLine, Tool, add_connection_options,
+from smartbus.cli.options import (CliError, StatusLine, Tool, UsageError, add_connection_options,
                                   add_destination_option, connect, drain, number, rate)
 from smartbus.errors import SMARTBUS_ERR_BUFF_FULL, SmartBusError
 
@@ -16,6 +16,7 @@ NAME = "send"
 DEFAULT_CMD, DEFAULT_CMD_TYPE = 1, 3       # cmd type 3: "user" (NET.md §4)
 _FULL_BACKOFF = 0.0005                     # seconds to wait when the send queue is full
 _BURST = 1024                              # sends between two looks at the clock
+MAX_RATE = 1e9                             # packets per second --rate may ask for
 HELP = "send data packets"
 DESCRIPTION = ("Send data packets to one destination: PAYLOAD, else stdin as one payload, or "
                "one packet per line with --lines.")
@@ -42,28 +43,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def payloads(args: argparse.Namespace) -> List[bytes]:
     """The payloads the options give, in order."""
     if args.payload is not None and args.lines is not None:
-        raise CliError("give a PAYLOAD or --lines, not both", 2)
+        raise UsageError("give a PAYLOAD or --lines, not both")
     if args.payload is not None:
         raw = [args.payload.encode()]
     elif args.lines is not None:
         if args.lines == "-":
-            raw = sys.stdin.buffer.read().splitlines()
+            raw = _stdin().splitlines()
         else:
             with open(args.lines, "rb") as f:
                 raw = f.read().splitlines()
     else:
-        raw = [sys.stdin.buffer.read()]
+        raw = [_stdin()]
     if not args.hex:
         return raw
     try:
         return [bytes.fromhex(r.decode("ascii")) for r in raw]
     except (UnicodeDecodeError, ValueError):
-        raise CliError("--hex: the payload is not hexadecimal", 2) from None
+        raise UsageError("--hex: the payload is not hexadecimal") from None
+
+
+def _stdin() -> bytes:
+    if sys.stdin.isatty():
+        print("reading from stdin (end with Ctrl-D)", file=sys.stderr, flush=True)
+    return sys.stdin.buffer.read()
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rate is not None and not args.rate > 0:
-        raise CliError("--rate must be > 0", 2)
+    if args.rate is not None and not 0 < args.rate <= MAX_RATE:
+        raise UsageError("--rate must be above 0 and at most %g packets/s, got %s"
+                         % (MAX_RATE, args.rate))
     datas = payloads(args)
     total = len(datas) * args.count
     client = connect(args, NAME, avoid_unit=args.to.unit)
