@@ -92,7 +92,10 @@ cdef class Router:
         cdef smartbus_router_stats st
         cdef smartbus_router_conn *conns = NULL
         cdef int cap = SNAPSHOT_ROOM, n
-        cdef int timeout_ms = <int>(min(max(timeout, 0.0), 3600.0) * 1000)
+        cdef int timeout_ms
+        if not 0 <= timeout <= 3600:
+            raise ValueError("timeout must be 0..3600 seconds, got %r" % timeout)
+        timeout_ms = <int>(timeout * 1000)
         if r == NULL:
             raise RuntimeError("the router is closed")
         self._inflight += 1

@@ -18,6 +18,7 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,7 +67,7 @@ void sb_monitor_accepted(rt_peer *c, const struct sockaddr *sa, socklen_t salen)
 #endif
         return;
     }
-    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    char host[INET6_ADDRSTRLEN], serv[8];      /* numeric: an IPv6 address, a port */
     if (getnameinfo(sa, salen, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV) != 0)
         return;
@@ -181,7 +182,8 @@ int smartbus_router_snapshot(smartbus_router *r, smartbus_router_stats *st,
     m->cap = cap;
     __atomic_store_n(&m->pending, 1, __ATOMIC_RELAXED);
     sb_waker_wake(&r->waker);
-    while (!m->done && wait_until(m, &deadline) != ETIMEDOUT) {
+    while (!m->done) {
+        if (wait_until(m, &deadline) == ETIMEDOUT) break;
     }
     n = m->done ? m->result : SMARTBUS_ERR_TIMEOUT;
     /* the slot is free again; an unserved request is withdrawn */
