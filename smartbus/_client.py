@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Executor
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, Optional, Tuple, TypeVar, Union
 
 from smartbus import _native, flows
 from smartbus._checks import text_or_none
@@ -178,6 +178,21 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
     def client_type(self) -> int:
         """This client's type."""
         return self._client_type
+
+    @property
+    def address(self) -> Optional[Tuple[int, int, int]]:
+        """``(unit, client_id, client_type)``: where the bus delivers to this
+        client, the first three arguments of ``send_data``/``ping`` aimed
+        at it.  A NET client's unit is its process's (``initialize``; the
+        documented ``unit_id`` becomes the server's once registered, as in
+        the old package); an IPC client's is its server's, None before it
+        registers.  An extension of the old API."""
+        unit = self._bus_unit()
+        return None if unit is None else (unit, self._client_id, self._client_type)
+
+    def _bus_unit(self) -> Optional[int]:
+        """The unit this client is reached at on the bus (see address)."""
+        raise NotImplementedError
 
     @property
     def user(self) -> Optional[str]:

@@ -32,6 +32,7 @@ cdef extern from "smartbus.h" nogil:
         SMARTBUS_NODECLI_TYPE_IPSC
         SMARTBUS_ERR_UNITID_INVALID
         SMARTBUS_ERR_MAX_DATASIZE
+        SMARTBUS_ERR_TIMEOUT
 
 
 cdef extern from "smartbus_ipccli_interface.h" nogil:
@@ -258,6 +259,14 @@ cdef extern from "smartbus_ext.h" nogil:
     void smartbus_router_stop(smartbus_router *r)
     void smartbus_router_free(smartbus_router *r)
     void smartbus_router_get_stats(smartbus_router *r, smartbus_router_stats *st)
+    ctypedef struct smartbus_router_conn:
+        int registered, ipc, type, unit, client, paused, congested
+        char peer[64]
+        char info[257]
+        uint64_t msgs_in, bytes_in, msgs_out, bytes_out, queued_bytes, buffered_bytes
+        int64_t connected_ms
+    int smartbus_router_snapshot(smartbus_router *r, smartbus_router_stats *st,
+                                 smartbus_router_conn *conns, int cap, int timeout_ms)
 
 
 # ---- extension types ------------------------------------------------------
@@ -306,5 +315,6 @@ cdef class EventSink:
 
 cdef class Router:
     cdef smartbus_router *_r
+    cdef int _inflight             # snapshot() calls running without the GIL
     cdef readonly int port
     cdef readonly int unit_id

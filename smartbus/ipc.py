@@ -84,3 +84,6 @@ class Client(ClientAPI):
     def unit_id(self) -> Optional[int]:
         """The server's unit id, learnt at registration (None before)."""
         return self._registered_unit
+
+    def _bus_unit(self) -> Optional[int]:
+        return self._registered_unit

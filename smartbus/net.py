@@ -126,6 +126,9 @@ class Client(ClientAPI):
             if client_id is not None and Client._instances.get(client_id) is self:
                 del Client._instances[client_id]
 
+    def _bus_unit(self) -> int:
+        return self._local_unit
+
     @property
     def unit_id(self) -> int:
         """The unit given to :meth:`initialize` until the client registers,

@@ -9,12 +9,14 @@ In Python::
 From a shell::
 
     python -m smartbus.server --host 127.0.0.1 --port 8089 --unit-id 0
+    smartbus server --port 8089 --monitor 127.0.0.1:8090      # the same, watched
 
 The router runs on its own thread with the GIL released.  It accepts NET
 clients over TCP and IPC clients over a Unix socket, registers them (checking
 credentials when configured), answers heartbeats, routes every packet by its
 destination, and tells clients when others connect and disconnect.  Rules
-are in docs/router.md.
+are in docs/router.md; its optional monitoring endpoint (JSON and
+Prometheus text over HTTP) is smartbus.monitor.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from smartbus import _native
 from smartbus._checks import ipc_path_in_effect, span
+from smartbus.monitor import DEFAULT_HOST, DEFAULT_PORT, MonitorEndpoint, parse_address
 
-__all__ = ["Server", "main", "DEFAULT_IPC_PATH"]
+__all__ = ["Server", "main", "add_server_options", "serve", "DEFAULT_IPC_PATH"]
 
 #: where IPC clients look for the server unless told otherwise
 DEFAULT_IPC_PATH = _native.IPC_DEFAULT_PATH
@@ -44,15 +47,20 @@ class Server:
     is replaced, any other file is an error).  ``user``/``password``: when
     set, registrations must carry them.  ``max_out_bytes`` bounds each
     connection's outgoing queue; a peer that stays over it without reading
-    for ``stall_timeout`` seconds is disconnected.
+    for ``stall_timeout`` seconds is disconnected.  ``monitor``: ``(host,
+    port)`` of an HTTP monitoring endpoint (smartbus.monitor; needs
+    prometheus_client), None for none; its real address is then
+    ``monitor.address``.
     """
 
     _thread: Optional[threading.Thread]     # serving (start() to stop())
+    monitor: Optional[MonitorEndpoint]
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, unit_id: int = 0,
                  user: Optional[str] = None, password: Optional[str] = None,
                  ipc_path: Optional[str] = None, max_out_bytes: int = 0,
-                 stall_timeout: float = 10.0) -> None:
+                 stall_timeout: float = 10.0,
+                 monitor: Optional[Tuple[str, int]] = None) -> None:
         if not isinstance(unit_id, int) or unit_id not in _native.SERVER_UNIT_IDS:
             raise ValueError("unit_id must be in %s, got %r" % (_UNITS, unit_id))
         if not isinstance(port, int) or not -1 <= port <= 65535:
@@ -64,6 +72,13 @@ class Server:
         self.unit_id = unit_id
         self.ipc_path = ipc_path
         self._thread = None
+        self.monitor = None
+        if monitor is not None:
+            try:
+                self.monitor = MonitorEndpoint(self, *monitor)
+            except BaseException:
+                self._router.close()
+                raise
 
     def start(self) -> Server:
         """Starts serving on a background thread; returns self."""
@@ -71,10 +86,14 @@ class Server:
             self._thread = threading.Thread(target=self._router.run, name="smartbus-router",
                                             daemon=True)
             self._thread.start()
+            if self.monitor is not None:
+                self.monitor.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops serving and closes every connection (idempotent)."""
+        if self.monitor is not None:
+            self.monitor.close()           # first: no request is left using the router
         self._router.stop()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -89,6 +108,12 @@ class Server:
         """Router counters: registered clients, routed/dropped messages..."""
         return self._router.stats()
 
+    def snapshot(self, timeout: float = 1.0) -> Dict[str, Any]:
+        """``stats()`` and every connection (identity, peer address,
+        counters, queues), taken together by the router's loop (dict:
+        ``stats``, ``connections``); TimeoutError if it does not answer."""
+        return self._router.snapshot(timeout)
+
     def __enter__(self) -> Server:
         return self.start()
 
@@ -101,10 +126,9 @@ class Server:
             ", ipc %s" % self.ipc_path if self.ipc_path else "")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m smartbus.server``: runs the router until SIGINT/SIGTERM."""
-    ap = argparse.ArgumentParser(prog="python -m smartbus.server",
-                                 description="Run a local SmartBus server (router).")
+def add_server_options(ap: argparse.ArgumentParser) -> None:
+    """Adds the router's options to the argparse parser ``ap`` (this
+    module's command line and ``smartbus server``); ``serve`` runs them."""
     ap.add_argument("--host", default="127.0.0.1", help="TCP address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8089, help="TCP port, 0 = any free (default 8089)")
     ap.add_argument("--unit-id", type=int, default=0, help="this server's unit id, " + _UNITS)
@@ -115,15 +139,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="Unix socket for IPC clients (default: $%s, else %s; now %s)"
                          % (_native.IPC_PATH_ENV, DEFAULT_IPC_PATH, default_ipc))
     ap.add_argument("--no-ipc", action="store_true", help="no IPC (Unix socket) listener")
-    args = ap.parse_args(argv)
+    ap.add_argument("--monitor", nargs="?", const="%s:%d" % (DEFAULT_HOST, DEFAULT_PORT),
+                    type=_monitor_address, metavar="HOST:PORT",
+                    help="serve JSON at / and Prometheus text at /metrics over HTTP (alone: "
+                         "%s:%d; a port alone: on %s; needs prometheus_client)"
+                         % (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_HOST))
+
+
+def _monitor_address(text: str) -> Tuple[str, int]:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m smartbus.server``: runs the router until SIGINT/SIGTERM."""
+    ap = argparse.ArgumentParser(prog="python -m smartbus.server",
+                                 description="Run a local SmartBus server (router).")
+    add_server_options(ap)
+    return serve(ap, ap.parse_args(argv))
+
+
+def serve(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Runs the router configured by ``args`` (parsed by ``ap``, which
+    add_server_options filled) until SIGINT/SIGTERM; the exit code."""
     if args.unit_id not in _native.SERVER_UNIT_IDS:
         ap.error("--unit-id must be in " + _UNITS)
     if not 0 <= args.port <= 65535:
         ap.error("--port must be in 0..65535")
     try:
         server = Server(args.host, args.port, args.unit_id, args.user, args.password,
-                        None if args.no_ipc else args.ipc_path)
-    except (OSError, ValueError) as exc:
+                        None if args.no_ipc else args.ipc_path, monitor=args.monitor)
+    except (OSError, ValueError, ImportError) as exc:
         print("smartbus.server: %s" % exc, file=sys.stderr)
         return 1
     done = threading.Event()
@@ -135,6 +183,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     server.start()
     ipc = "" if args.no_ipc else ", ipc %s" % args.ipc_path
+    if server.monitor is not None:
+        ipc += ", monitor %s" % server.monitor.url
     print("smartbus router unit %d listening on %s:%d%s" % (args.unit_id, args.host, server.port,
                                                             ipc), flush=True)
     while not done.wait(0.5):

@@ -2,10 +2,11 @@
 this process (smartbus.net initialised once, unit TEST_UNIT), peer processes
 and router processes.  Every fixture that makes things records them and
 closes them at teardown; a teardown that would hang fails instead (every
-close is bounded).  The plain helpers behind them are in helpers.py."""
+close is bounded).  The plain helpers behind them are in helpers.py; the
+fixtures of our pytest plugin (smartbus.testing: smartbus_server,
+flow_server, smartbus_client, smartbus_net) serve here too."""
 
 import contextlib
-import os
 import shutil
 import tempfile
 
@@ -39,9 +40,9 @@ def make_router():
 
 
 @pytest.fixture
-def router(make_router, short_tmp):
+def router(smartbus_server):
     """A running router (unit 0) with TCP on loopback and an IPC socket."""
-    return make_router(ipc_path=os.path.join(short_tmp, "ipc"))
+    return smartbus_server
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,12 @@ def net_lib():
     Client.global_events = events
     yield Client
     Client.release()
+
+
+@pytest.fixture(scope="session")
+def smartbus_net(net_lib):
+    """The plugin's smartbus.net (smartbus_client's NET clients): net_lib."""
+    return net_lib
 
 
 @contextlib.contextmanager

@@ -348,9 +348,10 @@ class ServerProcess:
     be signalled and killed); both output streams are drained and kept."""
 
     READY = re.compile(r"^smartbus router unit (\d+) listening on (\S+):(\d+)")
+    COMMAND = ("-m", "smartbus.server")     # what follows the interpreter
 
     def __init__(self, *args, env=None):
-        self.proc = subprocess.Popen([sys.executable, "-m", "smartbus.server", *map(str, args)],
+        self.proc = subprocess.Popen([sys.executable, *self.COMMAND, *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=package_env(**(env or {})))
         self.stdout, self.stderr = queue.Queue(), []

@@ -18,13 +18,16 @@ DOCUMENTED_PORT = "8089"
 
 
 def python_blocks():
-    """(line number, code) of every ```python block of the README."""
+    """(line number, code) of every ```python block of the README but the
+    pytest files it shows (first line ``# test_*.py``: tests/test_plugin.py
+    runs those with pytest)."""
     if not os.path.isfile(README):
         return []
     with open(README, encoding="utf-8") as f:
         text = f.read()
     return [(text.count("\n", 0, m.start()) + 1, m.group(1))
-            for m in re.finditer(r"^```python\n(.*?)^```$", text, re.S | re.M)]
+            for m in re.finditer(r"^```python\n(.*?)^```$", text, re.S | re.M)
+            if not re.match(r"# test_\w+\.py\n", m.group(1))]
 
 
 BLOCKS = python_blocks()

@@ -1,7 +1,12 @@
 # Part of smartbus._native: Router, the local SmartBus server of the C SDK
-# (run on a thread of its own by smartbus.server).
+# (run on a thread of its own by smartbus.server), and its snapshots for
+# monitoring (smartbus.monitor).
 
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+cdef enum:
+    SNAPSHOT_ROOM = 64            # connections a first snapshot() call makes room for
 
 
 cdef class Router:
@@ -60,10 +65,14 @@ cdef class Router:
             smartbus_router_stop(self._r)
 
     def close(self):
-        """Closes every connection and the listeners (after run() returned)."""
+        """Closes every connection and the listeners (after run() returned;
+        waits for snapshot() calls of other threads)."""
         cdef smartbus_router *r = self._r
         self._r = NULL
         if r != NULL:
+            while self._inflight:
+                with nogil:
+                    _sleep_ms(1)
             with nogil:
                 smartbus_router_free(r)
 
@@ -73,9 +82,61 @@ cdef class Router:
         if self._r == NULL:
             raise RuntimeError("the router is closed")
         smartbus_router_get_stats(self._r, &st)
-        return {"accepted": st.accepted, "registered": st.registered, "refused": st.refused,
-                "closed": st.closed, "routed_msgs": st.routed_msgs,
-                "routed_bytes": st.routed_bytes, "dropped_no_route": st.dropped_no_route,
-                "dropped_unregistered": st.dropped_unregistered, "heartbeats": st.heartbeats,
-                "stalled_disconnects": st.stalled_disconnects, "paused_reads": st.paused_reads,
-                "clients": st.clients}
+        return _stats_dict(&st)
+
+    def snapshot(self, double timeout=1.0):
+        """The counters (``stats``) and every connection (``connections``: a
+        list of dicts), copied together by the router's loop; thread-safe.
+        TimeoutError when the loop does not answer within ``timeout`` s."""
+        cdef smartbus_router *r = self._r
+        cdef smartbus_router_stats st
+        cdef smartbus_router_conn *conns = NULL
+        cdef int cap = SNAPSHOT_ROOM, n
+        cdef int timeout_ms
+        if not 0 <= timeout <= 3600:
+            raise ValueError("timeout must be 0..3600 seconds, got %r" % timeout)
+        timeout_ms = <int>(timeout * 1000)
+        if r == NULL:
+            raise RuntimeError("the router is closed")
+        self._inflight += 1
+        try:
+            while True:
+                free(conns)
+                conns = <smartbus_router_conn *>malloc(cap * sizeof(smartbus_router_conn))
+                if conns == NULL:
+                    raise MemoryError()
+                with nogil:
+                    n = smartbus_router_snapshot(r, &st, conns, cap, timeout_ms)
+                if n == SMARTBUS_ERR_TIMEOUT:
+                    raise TimeoutError("the router did not answer within %s s" % timeout)
+                if n < 0:
+                    raise _error(n)
+                if n <= cap:
+                    break
+                cap = n + SNAPSHOT_ROOM       # more connections than room: again
+            return {"stats": _stats_dict(&st),
+                    "connections": [_conn_dict(&conns[i]) for i in range(n)]}
+        finally:
+            free(conns)
+            self._inflight -= 1
+
+
+cdef dict _stats_dict(const smartbus_router_stats *st):
+    return {"accepted": st.accepted, "registered": st.registered, "refused": st.refused,
+            "closed": st.closed, "routed_msgs": st.routed_msgs,
+            "routed_bytes": st.routed_bytes, "dropped_no_route": st.dropped_no_route,
+            "dropped_unregistered": st.dropped_unregistered, "heartbeats": st.heartbeats,
+            "stalled_disconnects": st.stalled_disconnects, "paused_reads": st.paused_reads,
+            "clients": st.clients}
+
+
+cdef dict _conn_dict(smartbus_router_conn *c):
+    return {"registered": bool(c.registered), "kind": "ipc" if c.ipc else "net",
+            "type": c.type, "unit": c.unit, "client": c.client,
+            "peer": c.peer.decode("utf-8", "replace"),
+            "info": c.info.decode("utf-8", "replace"),
+            "paused": bool(c.paused), "congested": bool(c.congested),
+            "msgs_in": c.msgs_in, "bytes_in": c.bytes_in,
+            "msgs_out": c.msgs_out, "bytes_out": c.bytes_out,
+            "queued_bytes": c.queued_bytes, "buffered_bytes": c.buffered_bytes,
+            "connected_for": c.connected_ms / 1000.0}

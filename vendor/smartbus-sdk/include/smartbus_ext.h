@@ -228,6 +228,32 @@ SMARTBUS_API void smartbus_router_stop(smartbus_router *r);
 SMARTBUS_API void smartbus_router_free(smartbus_router *r);
 SMARTBUS_API void smartbus_router_get_stats(smartbus_router *r, smartbus_router_stats *st);
 
+/* One connection of the router, as smartbus_router_snapshot() reports it. */
+typedef struct smartbus_router_conn {
+    int registered;                    /* 0: connected, not (yet) registered */
+    int ipc;                           /* accepted on the Unix listener */
+    int type, unit, client;            /* identity once registered */
+    int paused;                        /* not read: a destination it feeds is full */
+    int congested;                     /* its out queue reached the bound */
+    char peer[64];                     /* TCP "host:port"; IPC "pid N" where known */
+    char info[257];                    /* add_info of its registration */
+    uint64_t msgs_in, bytes_in;        /* packets received (all kinds) / bytes read */
+    uint64_t msgs_out, bytes_out;      /* packets queued for it / bytes written to it */
+    uint64_t queued_bytes;             /* out queue: not yet written */
+    uint64_t buffered_bytes;           /* read, not yet handled (a paused sender's) */
+    int64_t connected_ms;              /* time since it was accepted */
+} smartbus_router_conn;
+
+/* A consistent picture of the router, safe from any thread while it runs
+ * (not concurrently with smartbus_router_free): its statistics (st, may be
+ * NULL) and up to `cap` of its connections, in accept order.  The loop
+ * thread copies them between two turns, woken for it; when the loop is
+ * not running the caller copies them itself.  Returns the number of
+ * connections (more than cap: call again with room for them all), or
+ * SMARTBUS_ERR_TIMEOUT when the loop did not answer within timeout_ms. */
+SMARTBUS_API int smartbus_router_snapshot(smartbus_router *r, smartbus_router_stats *st,
+                                          smartbus_router_conn *conns, int cap, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,11 +1,16 @@
 /*
  * platform.c - what differs between the systems the SDK runs on: the
  * wake-up channel, SIGPIPE suppression, timed waits on the monotonic clock,
- * and the report of which of them a build chose (platform.h says how).
+ * the process at the other end of a Unix socket, and the report of which of
+ * them a build chose (platform.h says how).
  */
+/* this file alone asks glibc for its GNU extensions: struct ucred, the
+ * answer of SO_PEERCRED (the other files stay with POSIX.1-2008) */
+#define _GNU_SOURCE 1
 #include "platform.h"
 
 #include <errno.h>
+#include <sys/un.h>
 #include <time.h>
 #ifdef SB_USE_EVENTFD
 #include <sys/eventfd.h>
@@ -143,4 +148,19 @@ int sb_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, int64_t dea
     }
     (void)pthread_cond_timedwait(cond, mutex, &at);
     return sb_now_ms() >= deadline_ms ? ETIMEDOUT : 0;
+}
+
+long sb_peer_pid(int fd)
+{
+#if defined(SO_PEERCRED)
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) return (long)cred.pid;
+#elif defined(LOCAL_PEERPID)
+    pid_t pid;
+    socklen_t len = sizeof pid;
+    if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERPID, &pid, &len) == 0) return (long)pid;
+#endif
+    (void)fd;
+    return -1;
 }

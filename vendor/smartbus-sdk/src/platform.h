@@ -59,6 +59,9 @@
  * Where neither mechanism exists a write to a closed peer raises SIGPIPE,
  * which Python ignores (C programs must ignore it themselves). */
 SB_HIDDEN void sb_socket_nosigpipe(int fd);
+/* the process at the other end of a Unix-domain socket (Linux SO_PEERCRED,
+ * macOS LOCAL_PEERPID), or -1 where the system does not tell */
+SB_HIDDEN long sb_peer_pid(int fd);
 
 static inline ssize_t sb_send_nosignal(int fd, const void *p, size_t n)
 {

@@ -210,6 +210,10 @@ int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out
         set_err(err, errlen, "out of memory");
         rc = SMARTBUS_ERR_MEM_ALLOC;
     }
+    if (rc == 0 && sb_monitor_init(r) != 0) {
+        set_err(err, errlen, "cannot create the monitor's lock");
+        rc = SMARTBUS_ERR_OTHER;
+    }
     if (rc == 0 && sb_waker_open(&r->waker) != 0) {
         set_err(err, errlen, "cannot create the wake-up channel: %s", strerror(errno));
         rc = SMARTBUS_ERR_OTHER;
@@ -249,6 +253,7 @@ void smartbus_router_free(smartbus_router *r)
         free(r->ipc_path);
     }
     sb_waker_close(&r->waker);
+    sb_monitor_free(r);
     free(r->user);
     free(r->password);
     free(r);

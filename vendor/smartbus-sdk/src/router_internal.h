@@ -17,6 +17,8 @@
  *                   events, disconnects
  *   router_peer.c   a connection's bytes: accept, read, write, drain the
  *                   refused, free the dead
+ *   router_monitor.c  snapshots for monitoring: connections and counters,
+ *                   copied by the loop thread on request
  *
  * One thread: smartbus_router_run() runs a poll() loop until
  * smartbus_router_stop() (thread-safe, async-signal-safe) wakes it.  Each
@@ -69,9 +71,38 @@
 #ifndef ROUTER_INTERNAL_H
 #define ROUTER_INTERNAL_H
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "sb_internal.h"
+
+/* ---- monitoring (router_monitor.c) -----------------------------------------
+ * What smartbus_router_snapshot() reports beyond the statistics.  A
+ * connection's counters are plain fields that only the loop thread writes
+ * and reads: the snapshot is copied by the loop thread itself, between two
+ * turns, when a request is pending (one relaxed load per turn).  The
+ * forwarding path pays one increment per packet received (msgs_in) and one
+ * per packet queued (msgs_out); bytes are counted per read() and send(). */
+typedef struct rt_peer_mon {
+    uint64_t msgs_in, bytes_in;       /* packets handled / bytes read */
+    uint64_t msgs_out, bytes_out;     /* packets queued / bytes written */
+    int64_t since;                    /* accepted at (sb_now_ms) */
+    char peer[64];                    /* its address, for people */
+} rt_peer_mon;
+
+/* the one pending snapshot request (fields under lock, pending atomic) */
+typedef struct rt_monitor {
+    int ready;                        /* lock and cond initialised */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;              /* CLOCK_MONOTONIC: requests done, slot free */
+    int running;                      /* the loop is in smartbus_router_run() */
+    int busy;                         /* a request holds the slot */
+    int pending;                      /* atomic: the loop has yet to serve it */
+    int done, result;
+    smartbus_router_stats *st;        /* the requester's buffers */
+    smartbus_router_conn *conns;
+    int cap;
+} rt_monitor;
 
 /* one client connection */
 typedef struct rt_peer {
@@ -89,6 +120,7 @@ typedef struct rt_peer {
     int64_t drain_until;          /* draining: close at the latest then */
     sb_buf in, out;
     char info[257];               /* add_info from the registration */
+    rt_peer_mon mon;              /* monitoring (router_monitor.c): loop thread only */
 } rt_peer;
 
 struct smartbus_router {
@@ -114,6 +146,7 @@ struct smartbus_router {
     size_t cappfds;
 
     smartbus_router_stats st;     /* written by the loop thread only, read relaxed */
+    rt_monitor mon;               /* snapshot requests (router_monitor.c) */
     rt_peer *table[256][256];     /* registered clients by [unit][client id] */
 };
 
@@ -180,6 +213,22 @@ SB_HIDDEN void sb_peer_close(smartbus_router *r, rt_peer *c, const char *why);
 SB_HIDDEN void sb_peers_sweep(smartbus_router *r);
 /* frees one connection (its socket too, if still open) */
 SB_HIDDEN void sb_peer_free(rt_peer *c);
+
+/* ---- monitoring (router_monitor.c) ---------------------------------------- */
+
+/* the request slot's lock and condition (router.c, at creation / free) */
+SB_HIDDEN int  sb_monitor_init(smartbus_router *r);
+SB_HIDDEN void sb_monitor_free(smartbus_router *r);
+/* a new connection: since when, from where (sa: accept()'s address) */
+SB_HIDDEN void sb_monitor_accepted(rt_peer *c, const struct sockaddr *sa, socklen_t salen);
+/* the loop starts (1) or ends (0) running; serves a request left pending */
+SB_HIDDEN void sb_monitor_running(smartbus_router *r, int running);
+/* the loop, between two turns: copies the snapshot if one was requested */
+SB_HIDDEN void sb_monitor_serve(smartbus_router *r);
+static inline void sb_monitor_turn(smartbus_router *r)
+{
+    if (sb_relaxed(&r->mon.pending)) sb_monitor_serve(r);
+}
 
 /* ---- the bus (router_route.c) --------------------------------------------- */
 

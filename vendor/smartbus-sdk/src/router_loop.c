@@ -175,6 +175,7 @@ int smartbus_router_run(smartbus_router *r)
     int rc = 0;
     int timeout = -1;
     r->now = sb_now_ms();
+    sb_monitor_running(r, 1);
     while (!sb_load(&r->stop)) {
         poll_set ps;
         if (prepare_poll_set(r, &ps) != 0) {
@@ -201,8 +202,10 @@ int smartbus_router_run(smartbus_router *r)
         phase_closings(r);
         phase_resume(r);
         sb_peers_sweep(r);
+        sb_monitor_turn(r);
         timeout = next_timeout(r);
     }
+    sb_monitor_running(r, 0);
     sb_store(&r->stop, 0);            /* consumed: run() may be called again */
     return rc;
 }

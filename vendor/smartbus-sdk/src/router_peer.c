@@ -25,7 +25,9 @@
 void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
 {
     for (int k = 0; k < RT_ACCEPT_BATCH; k++) {
-        int fd = accept(lfd, NULL, NULL);
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        int fd = accept(lfd, (struct sockaddr *)&sa, &salen);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -57,6 +59,7 @@ void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
         }
         c->fd = fd;
         c->ipc = (uint8_t)ipc;
+        sb_monitor_accepted(c, (struct sockaddr *)&sa, salen);
         r->peers[r->npeers++] = c;
         ST_ADD(r, accepted, 1);
         sb_trace("router: accepted fd %d (%s)", fd, ipc ? "ipc" : "tcp");
@@ -85,6 +88,7 @@ int sb_peer_read(rt_peer *c, const char **why)
     ssize_t n = read(c->fd, b->p + b->len, b->cap - b->len);
     if (n > 0) {
         b->len += (size_t)n;
+        c->mon.bytes_in += (uint64_t)n;
         return 1;
     }
     if (n == 0) {
@@ -129,6 +133,7 @@ int sb_peer_write(smartbus_router *r, rt_peer *c, const char **why)
     ssize_t w = sb_send_nosignal(c->fd, b->p + b->off, n);
     if (w > 0) {
         b->off += (size_t)w;
+        c->mon.bytes_out += (uint64_t)w;
         if (b->off == b->len) {
             b->off = b->len = 0;
             sb_buf_trim(b, RT_OUT_KEEP);

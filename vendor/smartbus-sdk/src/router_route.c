@@ -41,6 +41,7 @@ static void control_added(smartbus_router *r, rt_peer *c, int n)
 {
     if (n <= 0) return;              /* cannot happen: room was reserved */
     c->out.len += (size_t)n;
+    c->mon.msgs_out++;
     out_appended(r, c);
 }
 
@@ -164,6 +165,7 @@ static int deliver(smartbus_router *r, rt_peer *d, const uint8_t *p, int32_t dat
         return -1;
     }
     d->out.len += sbw_put_forwarded(d->out.p + d->out.len, p, datalen);
+    d->mon.msgs_out++;
     ST_ADD(r, routed_msgs, 1);
     ST_ADD(r, routed_bytes, datalen);
     return out_appended(r, d);
@@ -232,6 +234,7 @@ void sb_route_input(smartbus_router *r, rt_peer *c)
             return;
         }
         if ((size_t)h.packet_size > avail) break;
+        c->mon.msgs_in++;
         handle_packet(r, c, p, &h);
         b->off += (size_t)h.packet_size;
     }
