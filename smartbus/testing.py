@@ -43,7 +43,6 @@ import os
 import queue
 import shutil
 import tempfile
-import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple, Type
 
 import pytest
@@ -167,14 +166,10 @@ def received(base: type) -> type:
 def _wait_registered(client: Any, timeout: float) -> None:
     """Waits until ``client`` is registered; AssertionError (with the
     refusals seen) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout          # lead: use wait_connected
-    while not client.is_connected():
-        if time.monotonic() >= deadline:
-            failures = getattr(client, "connect_failures", None)
-            raise AssertionError("client %d not registered within %s s%s" % (
-                client.client_id, timeout,
-                " (refused: %s)" % failures if failures else ""))
-        time.sleep(0.005)
+    if not client.wait_connected(timeout):
+        failures = getattr(client, "connect_failures", None)
+        raise AssertionError("client %d not registered within %s s%s" % (
+            client.client_id, timeout, " (refused: %s)" % failures if failures else ""))
 
 
 @pytest.fixture

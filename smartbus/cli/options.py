@@ -260,7 +260,8 @@ def connect(args: argparse.Namespace, purpose: str, avoid_unit: Optional[int] = 
         raise UsageError("--unit is for NET clients: an IPC client has its server's unit")
     for client_id in ids:
         client = _open(args, client_id, info, avoid_unit)
-        code = _registration(client, deadline)       # lead: use wait_connected
+        # not wait_connected(): the refusal's code decides what comes next
+        code = _registration(client, deadline)
         if code == 0:
             return client
         client.dispose()
@@ -285,8 +286,7 @@ def _open(args: argparse.Namespace, client_id: int, info: str,
     credentials = {"user": args.user, "password": args.password, "info": info}
     try:
         if args.ipc is not None:
-            # lead: the two ignores go once smartbus/_client.py is annotated
-            made = IpcTool.create(client_id, args.client_type,  # type: ignore[no-untyped-call]
+            made = IpcTool.create(client_id, args.client_type,
                                   ipc_path=args.ipc or None, **credentials)
         else:
             if not net.Client.is_initialized():
@@ -294,7 +294,7 @@ def _open(args: argparse.Namespace, client_id: int, info: str,
                 if unit is None:
                     unit = DEFAULT_UNIT - 1 if avoid_unit == DEFAULT_UNIT else DEFAULT_UNIT
                 net.Client.initialize(unit)
-            made = NetTool.create(client_id, args.client_type,  # type: ignore[no-untyped-call]
+            made = NetTool.create(client_id, args.client_type,
                                   args.host, args.port, **credentials)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
