@@ -1,0 +1,40 @@
+"""Sphinx configuration of the documentation site: the Markdown pages of
+docs/ (and, included, parts of README.md and benchmarks/README.md) read by
+MyST, the API reference made by autodoc from the docstrings of the smartbus
+package that Python imports (.ci/docs builds one from this tree)."""
+
+import os
+import sys
+
+import smartbus
+
+# the extension of this site (docs/_ext)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
+
+project = "smartbus"
+author = "The smartbus authors"
+copyright = "the smartbus authors"
+version = release = smartbus.__version__
+
+extensions = ["myst_parser", "sphinx.ext.autodoc", "smartbus_reference"]
+source_suffix = {".md": "markdown"}
+root_doc = "index"
+
+# anchors for the headings of levels 1-3, as GitHub makes them: the pages
+# link to sections with [text](#a-heading) and [text](page.md#a-heading)
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+
+# every cross-reference into smartbus must resolve; the standard library has
+# no inventory here (the build is offline), and private type aliases of our
+# modules (named in signatures) are not documented
+nitpicky = True
+nitpick_ignore_regex = [
+    ("py:class", r"(logging|concurrent\.futures\._base)\.\w+|Buffer"),
+    ("py:class", r"smartbus\.[\w.]*\._\w+"),
+]
+autodoc_typehints_format = "short"
+
+html_theme = "furo"
+html_title = "smartbus %s" % release
