@@ -36,7 +36,6 @@ nitpick_ignore_regex = [
     ("py:class", r"(?!smartbus\.)\w+\.[\w.]+|Buffer"),
     ("py:class", r"smartbus\.[\w.]*\._\w+"),
 ]
-autodoc_typehints_format = "short"       # Executor, not concurrent.futures._base.Executor
 
 html_theme = "furo"
 html_title = "smartbus %s" % release
