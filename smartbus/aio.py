@@ -371,8 +371,9 @@ class _AioClient:
         """Connects and waits until the client is registered.  Raises
         :class:`TimeoutError` after ``timeout`` seconds (None: no limit; the
         error names the last failure, and the client goes on trying until
-        closed), or :class:`SmartBusError` at once if the server refuses the
-        registration.  Once registered, the client reconnects by itself."""
+        closed), or :class:`~smartbus.errors.SmartBusError` at once if the
+        server refuses the registration.  Once registered, the client
+        reconnects by itself."""
         loop = self._running_loop()
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
             raise ValueError("timeout must be a number of seconds >= 0 or None, got %r"
@@ -441,8 +442,9 @@ class _AioClient:
                           flow_id: str, mode: int, timeout: float,
                           params: Optional[List[Any]]) -> List[Any]:
         """Starts a flow (arguments as the sync client's launch_flow) and
-        returns the list it returned.  Raises :class:`FlowTimeout` when no
-        result came within ``timeout`` seconds, :class:`FlowError` when the
+        returns the list it returned.  Raises
+        :class:`~smartbus.errors.FlowTimeout` when no result came within
+        ``timeout`` seconds, :class:`~smartbus.errors.FlowError` when the
         flow could not start or failed (``code``, ``detail``).  Mode 1 (no
         result): returns ``[]`` once the flow started."""
         loop = self._running_loop()

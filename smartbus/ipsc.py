@@ -1,6 +1,6 @@
 """A stand-in for an IPSC flow-engine process: serve flows and notifications
 from Python, so that flow-calling code can be developed and tested without
-an IPSC (and flow-like requests can be served by Python code).
+an IPSC (and flow-like requests can be served by Python code)::
 
     from smartbus.ipsc import FlowServer
 

@@ -1,5 +1,5 @@
 """The NET client: a TCP connection to a SmartBus server (drop-in for
-``smartbus.net``).
+``smartbus.net``)::
 
     Client.initialize(20)                 # once per process: this process's unit
     c = MyClient.create(client_id=1, client_type=11,

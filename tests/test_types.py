@@ -98,17 +98,11 @@ def test_the_stub_matches_the_extension(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_type_information_is_shipped(tmp_path):
+def test_type_information_is_shipped():
+    """py.typed and the stub sit in the imported package: run against an
+    installed wheel (.ci/wheels runs the suite so), this checks what the
+    wheel ships."""
     import smartbus
     package = os.path.dirname(os.path.abspath(smartbus.__file__))
     for name in ("py.typed", "_native.pyi"):
         assert os.path.isfile(os.path.join(package, name)), name
-    if not os.path.isfile(os.path.join(CHECKOUT, "setup.py")):
-        return                              # an installed wheel: checked above
-    # from a checkout: the build puts them in the wheel's tree (package data)
-    r = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib",
-                        str(tmp_path)], cwd=CHECKOUT, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
-    for name in ("py.typed", "_native.pyi"):
-        assert (tmp_path / "smartbus" / name).is_file(), name
