@@ -199,6 +199,35 @@ def test_ping_counts_round_trips(router, smartbus_client):
     assert [h.cmd for h, _ in (target.next_message() for _ in range(3))] == [7, 7, 7]
 
 
+def test_ping_with_a_deadline_waits_for_a_client_to_come(router, smartbus_client):
+    """-c 1 -w S pings every interval until one answer came: a client that
+    registers a moment later is waited for."""
+    proc = subprocess.Popen([sys.executable, "-m", "smartbus", "ping", *map(str, at(router)),
+                             "--to", "0:201:3", "-c", "1", "-w", "20", "-i", "0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=package_env())
+    try:
+        assert proc.stdout.readline().startswith("PING 0:201:3")
+        time.sleep(0.5)                                   # a few pings go unanswered
+        smartbus_client("ipc", client_id=201)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and err == "", err
+    stats = [line for line in out.splitlines() if " sent, " in line]
+    m = re.match(r"^(\d+) sent, 1 received, \d+% loss", stats[0])
+    assert m and int(m.group(1)) >= 2, stats        # pinged before the client was up
+
+
+def test_ping_with_a_deadline_and_no_answer_exits_1(router):
+    start = time.monotonic()
+    code, out, err = cli("ping", *at(router), "--to", "0:77:3", "-c", 1, "-w", 0.5, "-i", 0.1)
+    assert code == 1 and time.monotonic() - start < 10
+    assert re.search(r"^\d+ sent, 0 received, 100% loss", out, re.M), out
+
+
 def test_ping_without_answer_exits_1(router):
     code, out, err = cli("ping", *at(router), "--to", "0:77:3", "-c", 2, "-i", 0.05,
                          "--timeout", 0.5)

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds between pings (default 1)")
     p.add_argument("-s", "--size", type=number(MIN_SIZE, 65536, "--size"), default=32,
                    help="payload bytes (default 32)")
+    p.add_argument("-w", "--deadline", type=seconds,
+                   help="stop after this many seconds whatever was sent; with -c, ping until "
+                        "that many answers came (e.g. -c 1 -w 10: wait for a client to be up)")
     add_connection_options(p)
 
 
@@ -60,9 +63,10 @@ class _Pinger:
         except SmartBusError as exc:
             raise CliError("ping %d refused: %s" % (seq, exc)) from None
 
-    def take(self, until: float) -> None:
-        """Handles the answers that arrive until time.monotonic() ``until``."""
-        while True:
+    def take(self, until: float, enough: float = math.inf) -> None:
+        """Handles the answers that arrive until time.monotonic() ``until``,
+        or until ``enough`` sequence numbers have been answered."""
+        while len(self.rtts) < enough:
             left = until - time.monotonic()
             if left <= 0:
                 return
@@ -112,18 +116,38 @@ def run(args: argparse.Namespace) -> int:
     try:
         print("PING %s from %s, %d bytes" % (args.to, own_address(client), args.size),
               flush=True)
-        seq = 0
-        while args.count is None or seq < args.count:
-            seq += 1
-            pinger.send(seq)
-            if args.count is None or seq < args.count:
-                pinger.take(start + seq * args.interval)
-        # the last answers: until all came or --timeout passed
-        until = time.monotonic() + args.timeout
-        while not pinger.all_answered() and time.monotonic() < until:
-            pinger.take(min(until, time.monotonic() + 0.05))
+        if args.deadline is not None:
+            _until_deadline(pinger, args, start)
+        else:
+            _count(pinger, args, start)
     except KeyboardInterrupt:
         pass
     finally:
         client.dispose()
     return pinger.summary(time.monotonic() - start)
+
+
+def _count(pinger: _Pinger, args: argparse.Namespace, start: float) -> None:
+    """-c N (or until Ctrl-C): N pings, then the last answers until all came
+    or --timeout passed."""
+    seq = 0
+    while args.count is None or seq < args.count:
+        seq += 1
+        pinger.send(seq)
+        if args.count is None or seq < args.count:
+            pinger.take(start + seq * args.interval)
+    until = time.monotonic() + args.timeout
+    while not pinger.all_answered() and time.monotonic() < until:
+        pinger.take(min(until, time.monotonic() + 0.05))
+
+
+def _until_deadline(pinger: _Pinger, args: argparse.Namespace, start: float) -> None:
+    """-w S: a ping every interval until S seconds passed, or (with -c N)
+    until N of them were answered, as the system ping does."""
+    end = start + args.deadline
+    enough = math.inf if args.count is None else args.count
+    seq = 0
+    while time.monotonic() < end and len(pinger.rtts) < enough:
+        seq += 1
+        pinger.send(seq)
+        pinger.take(min(end, start + seq * args.interval), enough)
