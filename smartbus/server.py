@@ -18,17 +18,22 @@ are in docs/router.md.
 """
 
 import argparse
+import os
+import resource
 import signal
+import stat
 import sys
 import threading
 
 from smartbus import _native
-from smartbus._checks import ipc_path_in_effect, span
+from smartbus._checks import check_int, ipc_path_in_effect, seconds_to_ms, span
 
-__all__ = ["Server", "main", "DEFAULT_IPC_PATH"]
+__all__ = ["Server", "main", "DEFAULT_IPC_PATH", "PASSWORD_ENV", "raise_open_files_limit"]
 
 #: where IPC clients look for the server unless told otherwise
 DEFAULT_IPC_PATH = _native.IPC_DEFAULT_PATH
+#: the environment variable ``python -m smartbus.server`` takes the password from
+PASSWORD_ENV = "SMARTBUS_PASSWORD"
 _UNITS = span(_native.SERVER_UNIT_IDS)          # the unit ids a server may have
 
 
@@ -38,19 +43,33 @@ class Server:
     ``port=0`` picks a free port (read it from ``.port``).  ``ipc_path``: the
     Unix socket for IPC clients (None: no IPC listener; a stale socket file
     is replaced, any other file is an error).  ``user``/``password``: when
-    set, registrations must carry them.  ``max_out_bytes`` bounds each
-    connection's outgoing queue; a peer that stays over it without reading
-    for ``stall_timeout`` seconds is disconnected.
+    set, registrations must carry them (a password needs a user: ValueError
+    otherwise).  ``max_out_bytes`` bounds each connection's outgoing queue
+    and the size of a packet (0: 16 MiB); a peer whose queue reached it and
+    is not below half of it ``stall_timeout`` seconds later is disconnected.
+    A connection that has not registered ``registration_timeout`` seconds
+    after it connected is closed; beyond ``max_connections`` connections a
+    newcomer is closed at once.  The password is kept by the router only:
+    it is in no attribute, repr or log.
     """
 
     def __init__(self, host="127.0.0.1", port=0, unit_id=0, user=None, password=None,
-                 ipc_path=None, max_out_bytes=0, stall_timeout=10.0):
+                 ipc_path=None, max_out_bytes=0, stall_timeout=10.0, registration_timeout=5.0,
+                 max_connections=1024):
         if not isinstance(unit_id, int) or unit_id not in _native.SERVER_UNIT_IDS:
             raise ValueError("unit_id must be in %s, got %r" % (_UNITS, unit_id))
         if not isinstance(port, int) or not -1 <= port <= 65535:
             raise ValueError("port must be in 0..65535, got %r" % (port,))
+        if max_out_bytes and max_out_bytes < _native.ROUTER_MIN_OUT_BYTES:
+            raise ValueError("max_out_bytes must be 0 (16 MiB) or at least %d, got %r"
+                             % (_native.ROUTER_MIN_OUT_BYTES, max_out_bytes))
+        timeouts = [seconds_to_ms(value, name) for value, name in (
+            (stall_timeout, "stall_timeout"), (registration_timeout, "registration_timeout"))]
+        if 0 in timeouts:
+            raise ValueError("stall_timeout and registration_timeout must be more than 0 s")
+        max_connections = check_int(max_connections, "max_connections", 1)
         self._router = _native.Router(host, port, unit_id, user, password, ipc_path,
-                                      max_out_bytes, int(stall_timeout * 1000))
+                                      max_out_bytes, *timeouts, max_connections)
         self.host = host
         self.port = self._router.port
         self.unit_id = unit_id
@@ -93,28 +112,107 @@ class Server:
             ", ipc %s" % self.ipc_path if self.ipc_path else "")
 
 
+def raise_open_files_limit():
+    """Raises this process's soft limit of open files to its hard limit (a
+    router holds one descriptor per connection); returns (old, new) soft
+    limits.  ``python -m smartbus.server`` calls it at start; an application
+    that embeds Server decides for itself."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):        # e.g. an unlimited hard limit above the kernel's
+        return soft, soft
+    return soft, hard
+
+
+def read_password_file(path):
+    """The password in the file ``path``: its first line (without the line
+    end).  OSError or ValueError with a message that never shows the file's
+    contents."""
+    with open(path, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        raw = f.read(4096)
+    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    if not line:
+        raise ValueError("the password file %s is empty" % path)
+    try:
+        password = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the password file %s is not UTF-8 text" % path) from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        print("smartbus.server: warning: the password file %s is readable by other users "
+              "(chmod 600 it)" % path, file=sys.stderr)
+    return password
+
+
+def _password(ap, args):
+    """The password the command runs with: --password-file, --password (with
+    a warning), else $SMARTBUS_PASSWORD, else None."""
+    if args.password_file is not None:
+        try:
+            return read_password_file(args.password_file)
+        except OSError as exc:
+            ap.exit(1, "smartbus.server: cannot read the password file %s: %s\n"
+                    % (args.password_file, exc.strerror or exc))
+        except ValueError as exc:
+            ap.exit(1, "smartbus.server: %s\n" % exc)
+    if args.password is not None:
+        print("smartbus.server: warning: --password is visible to other users of this machine "
+              "(process list, /proc); use --password-file or $%s" % PASSWORD_ENV,
+              file=sys.stderr)
+        return args.password
+    return os.environ.get(PASSWORD_ENV) or None
+
+
 def main(argv=None):
     """``python -m smartbus.server``: runs the router until SIGINT/SIGTERM."""
-    ap = argparse.ArgumentParser(prog="python -m smartbus.server",
-                                 description="Run a local SmartBus server (router).")
+    ap = argparse.ArgumentParser(
+        prog="python -m smartbus.server", description="Run a local SmartBus server (router).",
+        epilog="Credentials: with --user, registrations must carry that user name and the "
+               "password (from --password-file or --password, else $%s; none: an empty "
+               "one).  A password without --user is refused: registrations carry both, and a "
+               "password alone would refuse every client." % PASSWORD_ENV)
     ap.add_argument("--host", default="127.0.0.1", help="TCP address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8089, help="TCP port, 0 = any free (default 8089)")
     ap.add_argument("--unit-id", type=int, default=0, help="this server's unit id, " + _UNITS)
     ap.add_argument("--user", help="require this user name in registrations")
-    ap.add_argument("--password", help="require this password in registrations")
+    secret = ap.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", metavar="PATH",
+                        help="require the password on the first line of PATH")
+    secret.add_argument("--password",
+                        help="require this password (visible to other users in the process "
+                             "list: prefer --password-file or $%s)" % PASSWORD_ENV)
     default_ipc = ipc_path_in_effect()
     ap.add_argument("--ipc-path", default=default_ipc,
                     help="Unix socket for IPC clients (default: $%s, else %s; now %s)"
                          % (_native.IPC_PATH_ENV, DEFAULT_IPC_PATH, default_ipc))
     ap.add_argument("--no-ipc", action="store_true", help="no IPC (Unix socket) listener")
+    ap.add_argument("--registration-timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="close connections not registered this long after they connected "
+                         "(default 5)")
+    ap.add_argument("--max-connections", type=int, default=1024, metavar="N",
+                    help="close newcomers at once beyond N connections (default 1024)")
     args = ap.parse_args(argv)
     if args.unit_id not in _native.SERVER_UNIT_IDS:
         ap.error("--unit-id must be in " + _UNITS)
     if not 0 <= args.port <= 65535:
         ap.error("--port must be in 0..65535")
+    if not args.registration_timeout > 0:
+        ap.error("--registration-timeout must be more than 0 seconds")
+    if args.max_connections < 1:
+        ap.error("--max-connections must be at least 1")
+    password = _password(ap, args)
+    if password and not args.user:
+        ap.error("a password needs --user (registrations carry both; a password alone would "
+                 "refuse every client)")
+    raise_open_files_limit()
     try:
-        server = Server(args.host, args.port, args.unit_id, args.user, args.password,
-                        None if args.no_ipc else args.ipc_path)
+        server = Server(args.host, args.port, args.unit_id, args.user, password,
+                        None if args.no_ipc else args.ipc_path,
+                        registration_timeout=args.registration_timeout,
+                        max_connections=args.max_connections)
     except (OSError, ValueError) as exc:
         print("smartbus.server: %s" % exc, file=sys.stderr)
         return 1

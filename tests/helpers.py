@@ -349,10 +349,16 @@ class ServerProcess:
 
     READY = re.compile(r"^smartbus router unit (\d+) listening on (\S+):(\d+)")
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, nofile=None):
+        """``nofile``: the process's open-files limit (soft and hard), else inherited."""
+        def limit():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen([sys.executable, "-m", "smartbus.server", *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=package_env(**(env or {})))
+                                     env=package_env(**(env or {})),
+                                     preexec_fn=limit if nofile else None)
         self.stdout, self.stderr = queue.Queue(), []
         self.port = None
         threading.Thread(target=self._drain, args=(self.proc.stdout, self.stdout.put),

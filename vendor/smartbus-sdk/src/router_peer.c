@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,63 +27,102 @@
 
 /* ---- accept --------------------------------------------------------------- */
 
+/* closes a newcomer at once (too many connections, or none allowed) */
+static void reject(smartbus_router *r, int fd, const char *why)
+{
+    sb_trace("router: rejected fd %d: %s", fd, why);
+    close(fd);
+    ST_ADD(r, rejected_connections, 1);
+}
+
+/* No descriptor is left: gives up the spare one to accept the first
+ * pending newcomer and close it (a clean close instead of a wait in the
+ * backlog), then takes the spare back.  0 when one was closed. */
+static int reject_without_fd(smartbus_router *r, int lfd)
+{
+    if (r->spare_fd < 0) return -1;
+    close(r->spare_fd);
+    int fd = accept(lfd, NULL, NULL);
+    if (fd >= 0) reject(r, fd, "no file descriptor left");
+    r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 ? 0 : -1;
+}
+
 void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
 {
     for (int k = 0; k < RT_ACCEPT_BATCH; k++) {
         int fd = accept(lfd, NULL, NULL);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
+            if ((errno == EMFILE || errno == ENFILE) && reject_without_fd(r, lfd) == 0) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 sb_trace("router: accept: %s", strerror(errno));
                 r->accept_pause_until = r->now + RT_ACCEPT_BACKOFF_MS;
             }
             return;
         }
-        if (sb_set_nonblock(fd) != 0) {
-            close(fd);
+        if (r->npeers >= r->max_conns) {
+            reject(r, fd, "too many connections");
             continue;
         }
-        if (!ipc) sb_set_nodelay(fd);
-#ifdef SO_NOSIGPIPE
-        {
-            int one = 1;
-            (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-        }
-#endif
-        if (r->npeers == r->cappeers) {
-            size_t cap = r->cappeers ? r->cappeers * 2 : 16;
-            rt_peer **np = realloc(r->peers, cap * sizeof *np);
-            if (!np) {
-                close(fd);
-                return;
-            }
-            r->peers = np;
-            r->cappeers = cap;
-        }
-        rt_peer *c = calloc(1, sizeof *c);
-        if (!c) {
-            close(fd);
-            return;
-        }
-        c->fd = fd;
-        c->ipc = (uint8_t)ipc;
-        r->peers[r->npeers++] = c;
-        ST_ADD(r, accepted, 1);
-        sb_trace("router: accepted fd %d (%s)", fd, ipc ? "ipc" : "tcp");
+        if (sb_peer_adopt(r, fd, ipc) != 0) return;
     }
+}
+
+int sb_peer_adopt(smartbus_router *r, int fd, int ipc)
+{
+    if (sb_set_nonblock(fd) != 0) {
+        close(fd);
+        return 0;                     /* this one is lost, the next may work */
+    }
+    if (!ipc) sb_set_nodelay(fd);
+#ifdef SO_NOSIGPIPE
+    {
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+    }
+#endif
+    if (r->npeers == r->cappeers) {
+        size_t cap = r->cappeers ? r->cappeers * 2 : 16;
+        rt_peer **np = realloc(r->peers, cap * sizeof *np);
+        if (!np) {
+            close(fd);
+            return -1;
+        }
+        r->peers = np;
+        r->cappeers = cap;
+    }
+    rt_peer *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return -1;
+    }
+    c->fd = fd;
+    c->ipc = (uint8_t)ipc;
+    c->register_by = r->now + r->register_ms;
+    r->peers[r->npeers++] = c;
+    ST_ADD(r, accepted, 1);
+    sb_trace("router: accepted fd %d (%s)", fd, ipc ? "ipc" : "tcp");
+    return 0;
 }
 
 /* ---- input ---------------------------------------------------------------- */
 
-int sb_peer_read(rt_peer *c, const char **why)
+const char *sb_peer_bad_head(smartbus_router *r)
+{
+    ST_ADD(r, protocol_errors, 1);
+    return "bad packet head or packet over the size limit";
+}
+
+int sb_peer_read(smartbus_router *r, rt_peer *c, const char **why)
 {
     sb_buf *b = &c->in;
     if (b->off > 0) sb_buf_compact(b);
     size_t want = RT_READ_MIN;
     if (b->len >= SBW_HEAD_SIZE) {
         sbw_head h;
-        if (sbw_get_head(b->p, b->len, &h) != SBW_OK) {
-            *why = "bad packet head";
+        if (rt_get_head(r, c, b->p, b->len, &h) != SBW_OK) {
+            *why = sb_peer_bad_head(r);
             return -1;
         }
         if ((size_t)h.packet_size > b->len + want) want = (size_t)h.packet_size - b->len;
@@ -107,13 +147,13 @@ int sb_peer_read(rt_peer *c, const char **why)
     return 0;
 }
 
-int sb_peer_input_ready(const rt_peer *c)
+int sb_peer_input_ready(const smartbus_router *r, const rt_peer *c)
 {
     if (c->dead || c->closing || c->blocked_on) return 0;
     size_t avail = c->in.len - c->in.off;
     if (avail < SBW_HEAD_SIZE) return 0;
     sbw_head h;
-    if (sbw_get_head(c->in.p + c->in.off, avail, &h) != SBW_OK) return 1;
+    if (rt_get_head(r, c, c->in.p + c->in.off, avail, &h) != SBW_OK) return 1;
     return (size_t)h.packet_size <= avail;
 }
 
@@ -142,11 +182,7 @@ int sb_peer_write(smartbus_router *r, rt_peer *c, const char **why)
             b->off = b->len = 0;
             sb_buf_trim(b, RT_OUT_KEEP);
         }
-        if (c->congested) {
-            size_t left = out_pending(c);
-            if (left == 0 || left < r->max_out / 2) c->congested = 0;
-            else c->stall_ref = r->now;
-        }
+        if (c->congested && out_pending(c) < r->max_out / 2) c->congested = 0;
     } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         *why = strerror(errno);
         return -1;
