@@ -202,9 +202,9 @@ typedef struct smartbus_router_config {
                                           closed at once; 0 = 1024 */
 } smartbus_router_config;
 
-/* the smallest max_out_bytes (a registration ack and a heartbeat answer fit
- * many times) */
-#define SMARTBUS_ROUTER_MIN_OUT_BYTES ((size_t)64 << 10)
+/* the smallest max_out_bytes (also the largest packet: a registration and
+ * its ack fit) */
+#define SMARTBUS_ROUTER_MIN_OUT_BYTES ((size_t)16 << 10)
 
 typedef struct smartbus_router smartbus_router;
 

@@ -172,6 +172,8 @@ static inline int out_reserve(rt_peer *c, size_t n)
 
 /* ---- packet heads (the read and parse paths) ------------------------------ */
 
+/* free space in a read buffer before each read */
+#define RT_READ_MIN ((size_t)64 << 10)
 /* the largest packet an unregistered connection may announce: the largest
  * registration layout */
 #define RT_UNREGISTERED_MAX_PACKET SBW_REG_NET_C_SIZE
@@ -179,14 +181,19 @@ static inline int out_reserve(rt_peer *c, size_t n)
  * packets (some 200 global events) */
 #define RT_CONTROL_HEADROOM ((size_t)64 << 10)
 
+/* the largest packet c may send now */
+static inline size_t rt_packet_limit(const smartbus_router *r, const rt_peer *c)
+{
+    return c->registered ? r->max_out : RT_UNREGISTERED_MAX_PACKET;
+}
+
 /* Decodes the head at p (n bytes available) of a packet from c: SBW_OK,
  * or an SBW_E* code for a malformed head or one over c's size limit. */
 static inline int rt_get_head(const smartbus_router *r, const rt_peer *c, const uint8_t *p,
                               size_t n, sbw_head *h)
 {
     int rc = sbw_get_head(p, n, h);
-    size_t limit = c->registered ? r->max_out : RT_UNREGISTERED_MAX_PACKET;
-    if (rc == SBW_OK && (size_t)h->packet_size > limit) rc = SBW_ESIZE;
+    if (rc == SBW_OK && (size_t)h->packet_size > rt_packet_limit(r, c)) rc = SBW_ESIZE;
     return rc;
 }
 

@@ -19,7 +19,6 @@
 #define MSG_NOSIGNAL 0            /* SO_NOSIGPIPE is set instead where it exists */
 #endif
 
-#define RT_READ_MIN          ((size_t)64 << 10)   /* free space before each read */
 #define RT_OUT_KEEP          ((size_t)4 << 20)    /* empty out buffers above this are freed */
 #define RT_ACCEPT_BATCH      64
 #define RT_ACCEPT_BACKOFF_MS 100                  /* after EMFILE and the like */
