@@ -245,6 +245,10 @@ cdef extern from "smartbus_ext.h" nogil:
         int max_connections
 
     size_t SMARTBUS_ROUTER_MIN_OUT_BYTES
+    size_t SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES
+    int SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS
+    int SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS
+    int SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS
 
     ctypedef struct smartbus_router:
         pass

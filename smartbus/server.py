@@ -35,6 +35,11 @@ DEFAULT_IPC_PATH = _native.IPC_DEFAULT_PATH
 #: the environment variable ``python -m smartbus.server`` takes the password from
 PASSWORD_ENV = "SMARTBUS_PASSWORD"
 _UNITS = span(_native.SERVER_UNIT_IDS)          # the unit ids a server may have
+# the router's defaults, in the units of the Python arguments
+_MAX_OUT = _native.ROUTER_DEFAULT_MAX_OUT_BYTES
+_STALL_S = _native.ROUTER_DEFAULT_STALL_TIMEOUT_MS / 1000
+_REGISTRATION_S = _native.ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS / 1000
+_MAX_CONNECTIONS = _native.ROUTER_DEFAULT_MAX_CONNECTIONS
 
 
 class Server:
@@ -45,23 +50,24 @@ class Server:
     is replaced, any other file is an error).  ``user``/``password``: when
     set, registrations must carry them (a password needs a user: ValueError
     otherwise).  ``max_out_bytes`` bounds each connection's outgoing queue
-    and the size of a packet (0: 16 MiB); a peer whose queue reached it and
-    is not below half of it ``stall_timeout`` seconds later is disconnected.
-    A connection that has not registered ``registration_timeout`` seconds
-    after it connected is closed; beyond ``max_connections`` connections a
-    newcomer is closed at once.  The password is kept by the router only:
-    it is in no attribute, repr or log.
+    and the size of a packet (16 MiB; 0 for the default); a peer whose queue
+    reached it and is not below half of it ``stall_timeout`` seconds later
+    is disconnected.  A connection that has not registered
+    ``registration_timeout`` seconds after it connected is closed; beyond
+    ``max_connections`` connections a newcomer is closed at once.  The
+    password is kept by the router only: it is in no attribute, repr or log.
     """
 
     def __init__(self, host="127.0.0.1", port=0, unit_id=0, user=None, password=None,
-                 ipc_path=None, max_out_bytes=0, stall_timeout=10.0, registration_timeout=5.0,
-                 max_connections=1024):
+                 ipc_path=None, max_out_bytes=_MAX_OUT, stall_timeout=_STALL_S,
+                 registration_timeout=_REGISTRATION_S, max_connections=_MAX_CONNECTIONS):
         if not isinstance(unit_id, int) or unit_id not in _native.SERVER_UNIT_IDS:
             raise ValueError("unit_id must be in %s, got %r" % (_UNITS, unit_id))
         if not isinstance(port, int) or not -1 <= port <= 65535:
             raise ValueError("port must be in 0..65535, got %r" % (port,))
+        max_out_bytes = check_int(max_out_bytes, "max_out_bytes", 0, 2**63 - 1)
         if max_out_bytes and max_out_bytes < _native.ROUTER_MIN_OUT_BYTES:
-            raise ValueError("max_out_bytes must be 0 (16 MiB) or at least %d, got %r"
+            raise ValueError("max_out_bytes must be at least %d (0 for the default), got %d"
                              % (_native.ROUTER_MIN_OUT_BYTES, max_out_bytes))
         timeouts = [seconds_to_ms(value, name) for value, name in (
             (stall_timeout, "stall_timeout"), (registration_timeout, "registration_timeout"))]
@@ -148,11 +154,12 @@ def read_password_file(path):
 
 
 def _password(ap, args):
-    """The password the command runs with: --password-file, --password (with
-    a warning), else $SMARTBUS_PASSWORD, else None."""
+    """(password, where it came from) for the command: --password-file,
+    --password (with a warning), else $SMARTBUS_PASSWORD; (None, None)
+    without one."""
     if args.password_file is not None:
         try:
-            return read_password_file(args.password_file)
+            return read_password_file(args.password_file), "--password-file"
         except OSError as exc:
             ap.exit(1, "smartbus.server: cannot read the password file %s: %s\n"
                     % (args.password_file, exc.strerror or exc))
@@ -162,8 +169,10 @@ def _password(ap, args):
         print("smartbus.server: warning: --password is visible to other users of this machine "
               "(process list, /proc); use --password-file or $%s" % PASSWORD_ENV,
               file=sys.stderr)
-        return args.password
-    return os.environ.get(PASSWORD_ENV) or None
+        return args.password, "--password"
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV], "$" + PASSWORD_ENV
+    return None, None
 
 
 def main(argv=None):
@@ -189,31 +198,35 @@ def main(argv=None):
                     help="Unix socket for IPC clients (default: $%s, else %s; now %s)"
                          % (_native.IPC_PATH_ENV, DEFAULT_IPC_PATH, default_ipc))
     ap.add_argument("--no-ipc", action="store_true", help="no IPC (Unix socket) listener")
-    ap.add_argument("--registration-timeout", type=float, default=5.0, metavar="SECONDS",
-                    help="close connections not registered this long after they connected "
-                         "(default 5)")
-    ap.add_argument("--max-connections", type=int, default=1024, metavar="N",
-                    help="close newcomers at once beyond N connections (default 1024)")
+    ap.add_argument("--registration-timeout", type=float, default=_REGISTRATION_S,
+                    metavar="SECONDS", help="close connections not registered this long after "
+                    "they connected (default %g)" % _REGISTRATION_S)
+    ap.add_argument("--max-connections", type=int, default=_MAX_CONNECTIONS, metavar="N",
+                    help="close newcomers at once beyond N connections (default %d)"
+                         % _MAX_CONNECTIONS)
+    ap.add_argument("--max-out-bytes", type=int, default=_MAX_OUT, metavar="N",
+                    help="bound of each connection's queue, and the largest packet "
+                         "(default %d)" % _MAX_OUT)
+    ap.add_argument("--stall-timeout", type=float, default=_STALL_S, metavar="SECONDS",
+                    help="disconnect a peer whose queue reached the bound and is not below "
+                         "half of it this long after (default %g)" % _STALL_S)
     args = ap.parse_args(argv)
     if args.unit_id not in _native.SERVER_UNIT_IDS:
         ap.error("--unit-id must be in " + _UNITS)
     if not 0 <= args.port <= 65535:
         ap.error("--port must be in 0..65535")
-    if not args.registration_timeout > 0:
-        ap.error("--registration-timeout must be more than 0 seconds")
-    if args.max_connections < 1:
-        ap.error("--max-connections must be at least 1")
-    password = _password(ap, args)
+    password, source = _password(ap, args)
     if password and not args.user:
-        ap.error("a password needs --user (registrations carry both; a password alone would "
-                 "refuse every client)")
+        ap.error("a password (%s) needs --user: registrations carry both, and a password "
+                 "alone would refuse every client" % source)
     raise_open_files_limit()
     try:
         server = Server(args.host, args.port, args.unit_id, args.user, password,
-                        None if args.no_ipc else args.ipc_path,
-                        registration_timeout=args.registration_timeout,
-                        max_connections=args.max_connections)
-    except (OSError, ValueError) as exc:
+                        None if args.no_ipc else args.ipc_path, args.max_out_bytes,
+                        args.stall_timeout, args.registration_timeout, args.max_connections)
+    except ValueError as exc:
+        ap.error(str(exc))
+    except OSError as exc:
         print("smartbus.server: %s" % exc, file=sys.stderr)
         return 1
     done = threading.Event()

@@ -80,10 +80,56 @@ def head(packet_size, datalen, cmd=1, cmd_type=3, src=(16, 1, 11), dst=(17, 1, 1
                        dst[0], dst[1], 0, packet_size, datalen)
 
 
-def connect(port, timeout=5.0):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port, timeout=5.0, rcvbuf=None):
+    """A TCP connection to the router; ``rcvbuf`` shrinks its receive
+    buffer first (a peer that does not read then fills it at once)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    try:
+        s.connect(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        raise
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
+
+
+class Observer:
+    """A registered client that only watches the global-connect events (is
+    somebody gone?), without blocking."""
+
+    def __init__(self, port, unit):
+        from smartbus import _native
+        self._decode = _native.decode_packet
+        self.sock = connect(port)
+        assert register(self.sock, unit) == 0
+        self.sock.setblocking(False)
+        self.buf = b""
+        self.departed = set()                       # (unit, client) seen leaving
+
+    def gone(self, unit, client=1):
+        """True once the router reported (unit, client) disconnected."""
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.buf += chunk
+        while len(self.buf) >= 20 and len(self.buf) >= int.from_bytes(self.buf[12:16], "little"):
+            size = int.from_bytes(self.buf[12:16], "little")
+            pkt, self.buf = self.buf[:size], self.buf[size:]
+            if pkt[2:4] == b"\x09\x01":
+                g = self._decode(pkt)
+                if g["status"] == 0:
+                    self.departed.add((g["unit_id"], g["client_id"]))
+        return (unit, client) in self.departed
+
+    def close(self):
+        self.sock.close()
 
 
 def read_packet(s, timeout=5.0):
@@ -179,9 +225,7 @@ def heartbeats(router, registered, seconds=10.0, read_bytes=0, unit=16, cap=RSS_
     """A peer (registered or not) that sends heartbeats with the largest
     echoed payload as fast as it can and reads ``read_bytes`` every 0.25 s
     (0: never)."""
-    s = connect(router.port)
-    if not read_bytes:                  # its receive buffer fills at once
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s = connect(router.port, rcvbuf=None if read_bytes else 4096)
     try:
         if registered:
             assert register(s, unit) == 0
@@ -204,17 +248,20 @@ def big_announce(router, registered, size=200 * MIB, seconds=10.0, unit=16, cap=
         s.close()
 
 
-def slow_reader(router, seconds=10.0, read_bytes=64 << 10, cap=RSS_CAP):
-    """A registered peer that reads ``read_bytes`` every 0.25 s while another
-    registered peer floods it with 64 KiB messages (as fast as the router
-    reads them)."""
-    dst = connect(router.port)
+def slow_reader(router, seconds=10.0, read_bytes=64 << 10, read_every=0.25, cap=RSS_CAP):
+    """A registered peer (16/1) that reads ``read_bytes`` every
+    ``read_every`` s while another (17/1) floods it with 64 KiB messages (as
+    fast as the router takes them); a third (18/1) watches for its
+    departure."""
+    dst = connect(router.port, rcvbuf=256 << 10)
     src = connect(router.port)
+    watch = None
     try:
         assert register(dst, 16) == 0 and register(src, 17) == 0
+        watch = Observer(router.port, 18)
         dst.setblocking(False)
-        chunk = data_packet((17, 1, 11), (16, 1, 11), bytes(64 << 10)) * 4
         src.setblocking(False)
+        chunk = data_packet((17, 1, 11), (16, 1, 11), bytes(64 << 10)) * 4
         pid = router.proc.pid
         t0 = time.monotonic()
         next_read = t0
@@ -227,25 +274,40 @@ def slow_reader(router, seconds=10.0, read_bytes=64 << 10, cap=RSS_CAP):
             except BlockingIOError:
                 select.select([], [src], [], 0.01)
             if time.monotonic() >= next_read:
-                next_read += 0.25
+                next_read += read_every
                 try:
-                    data = dst.recv(read_bytes)
-                except BlockingIOError:
-                    data = None
-                except OSError:
-                    data = b""
-                if data == b"":
+                    got += len(dst.recv(read_bytes))
+                except (BlockingIOError, ConnectionError):
+                    pass
+                if watch.gone(16):
                     cut_after = time.monotonic() - t0
                     break
-                got += len(data or b"")
         return {"peak_rss_mib": round(peak_mib(pid), 1), "cut_after_s": cut_after and
                 round(cut_after, 2), "read_mib": round(got / MIB, 1)}
     finally:
-        src.close()
-        dst.close()
+        for s in (src, dst, watch):
+            if s is not None:
+                s.close()
 
 
 # ---- connections ----------------------------------------------------------------------
+
+def registration_churn(port, until, first_unit=20):
+    """Registers and disconnects clients (units ``first_unit``..47, every
+    client id) one after the other until ``until()`` is true; returns how
+    many registered.  Each arrival and departure is a global event for
+    every registered client."""
+    n = 0
+    while not until():
+        unit = first_unit + (n // 256) % (48 - first_unit)
+        s = connect(port)
+        try:
+            assert register(s, unit, n % 256) == 0
+        finally:
+            s.close()
+        n += 1
+    return n
+
 
 def many_connections(router, count=1000, wait=8.0, half_sent=True):
     """``count`` connections that stay silent (half of them, with

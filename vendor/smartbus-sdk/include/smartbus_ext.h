@@ -191,17 +191,22 @@ typedef struct smartbus_router_config {
     const char *user, *password;       /* when set, registrations must match */
     const char *ipc_path;              /* Unix socket path; NULL: no IPC listener */
     size_t max_out_bytes;              /* per-connection send queue bound, also the
-                                          largest packet forwarded; 0 = 16 MiB, else
-                                          at least SMARTBUS_ROUTER_MIN_OUT_BYTES */
+                                          largest packet forwarded; at least
+                                          SMARTBUS_ROUTER_MIN_OUT_BYTES (0: default) */
     int stall_timeout_ms;              /* disconnect a peer whose queue, once over the
                                           bound, is not below half of it this long
-                                          after; 0 = 10000 */
+                                          after (0: default) */
     int registration_timeout_ms;       /* close a connection not registered this long
-                                          after it was accepted; 0 = 5000 */
+                                          after it was accepted (0: default) */
     int max_connections;               /* newcomers beyond this many connections are
-                                          closed at once; 0 = 1024 */
+                                          closed at once (0: default) */
 } smartbus_router_config;
 
+/* the defaults of the fields above (0 in the configuration) */
+#define SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES        ((size_t)16 << 20)
+#define SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS     10000
+#define SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS 5000
+#define SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS      1024
 /* the smallest max_out_bytes (also the largest packet: a registration and
  * its ack fit) */
 #define SMARTBUS_ROUTER_MIN_OUT_BYTES ((size_t)16 << 10)

@@ -22,12 +22,8 @@
 
 #include "router_internal.h"
 
-#define RT_DEFAULT_HOST        "127.0.0.1"
-#define RT_DEFAULT_MAX_OUT     ((size_t)16 << 20)
-#define RT_DEFAULT_STALL_MS    10000
-#define RT_DEFAULT_REGISTER_MS 5000
-#define RT_DEFAULT_MAX_CONNS   1024
-#define RT_BACKLOG             128
+#define RT_DEFAULT_HOST      "127.0.0.1"
+#define RT_BACKLOG           128
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -228,13 +224,15 @@ int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out
     r->port = -1;
     r->waker.rfd = r->waker.wfd = -1;
     r->unit = (uint8_t)cfg->unit_id;
-    r->max_out = cfg->max_out_bytes ? cfg->max_out_bytes : RT_DEFAULT_MAX_OUT;
+    r->max_out = cfg->max_out_bytes ? cfg->max_out_bytes : SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES;
     if (r->max_out > SBW_MAX_PACKET) r->max_out = SBW_MAX_PACKET;   /* also the packet limit */
     r->budget = 2 * r->max_out + RT_CONTROL_HEADROOM;
-    r->stall_ms = cfg->stall_timeout_ms ? cfg->stall_timeout_ms : RT_DEFAULT_STALL_MS;
+    r->stall_ms = cfg->stall_timeout_ms ? cfg->stall_timeout_ms
+                                        : SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS;
     r->register_ms = cfg->registration_timeout_ms ? cfg->registration_timeout_ms
-                                                  : RT_DEFAULT_REGISTER_MS;
-    r->max_conns = cfg->max_connections ? (size_t)cfg->max_connections : RT_DEFAULT_MAX_CONNS;
+                                                  : SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS;
+    r->max_conns = (size_t)(cfg->max_connections ? cfg->max_connections
+                                                 : SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS);
     r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     r->now = sb_now_ms();
     r->auth = cfg->user && cfg->user[0];
