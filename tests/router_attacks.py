@@ -58,11 +58,13 @@ def peak_mib(pid):
     return memory_kib(pid)[1] / 1024
 
 
-def start_router(*args, nofile=None):
-    """``python -m smartbus.server`` (TCP on a free loopback port, no IPC)
-    with ``args``; ``nofile``: its RLIMIT_NOFILE (soft and hard).  Returns
-    the ready ServerProcess (``.port``, ``.proc.pid``)."""
-    srv = ServerProcess("--port", 0, "--no-ipc", *args, nofile=nofile)
+def start_router(*args, nofile=None, ipc_path=None):
+    """``python -m smartbus.server`` (TCP on a free loopback port, IPC on
+    ``ipc_path`` if given) with ``args``; ``nofile``: its RLIMIT_NOFILE
+    (soft and hard).  Returns the ready ServerProcess (``.port``,
+    ``.proc.pid``)."""
+    ipc = ("--ipc-path", ipc_path) if ipc_path else ("--no-ipc",)
+    srv = ServerProcess("--port", 0, *ipc, *map(str, args), nofile=nofile)
     srv.wait_ready()
     return srv
 

@@ -2,12 +2,14 @@
 (issue 10, docs/reliability.md "Router"): floods from peers that never
 read, slow readers, oversized heads, silent and half-sent connections, a
 registration flood, too many connections, no file descriptor left, forged
-sources and forged global events.  The attacks are tests/router_attacks.py
-(also a script that measures them); the router runs as a process of its own
+sources and forged global events, mutated streams on the IPC socket.  The
+attacks are tests/router_attacks.py and tests/ipc_fuzz.py (also scripts
+for long runs and measurements); the router runs as a process of its own
 where its memory is measured, in this process where its counters are read.
 Everything on loopback, bounded in time."""
 
 import os
+import random
 import socket
 import time
 
@@ -15,6 +17,7 @@ import pytest
 
 from smartbus import _native
 
+import ipc_fuzz
 from helpers import TEST_UNIT, data_packet, raw_client, registration, wait_for
 from router_attacks import (big_announce, client_global_event, closed_by_peer, connect,
                             fd_exhaustion, forged_source, head, heartbeat, heartbeats,
@@ -33,7 +36,7 @@ def router_process():
     made = []
 
     def make(*args, **kwargs):
-        made.append(start_router(*map(str, args), **kwargs))
+        made.append(start_router(*args, **kwargs))
         return made[-1]
 
     yield make
@@ -277,3 +280,13 @@ def test_a_client_cannot_send_global_connect_events(make_router, net_client):
     assert st["dropped_forged"] == 2 and st["routed_msgs"] == 2, st
     for conn in (other, forger):
         conn.close()
+
+
+# ---- the IPC socket, fuzzed ----------------------------------------------------------------
+
+def test_mutated_streams_on_the_ipc_socket_leave_the_router_serving_and_bounded():
+    seed = random.randrange(2**32)
+    result = ipc_fuzz.run(seconds=10, max_streams=1500, seed=seed)
+    assert result["router_alive"] and result["still_serves"], (seed, result)
+    assert result["streams"] >= 200, (seed, result)
+    assert result["peak_rss_mib"] < result["rss_before_mib"] + GROWTH_MIB, (seed, result)
