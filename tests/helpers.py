@@ -350,10 +350,12 @@ class ServerProcess:
     READY = re.compile(r"^smartbus router unit (\d+) listening on (\S+):(\d+)")
 
     def __init__(self, *args, env=None, nofile=None):
-        """``nofile``: the process's open-files limit (soft and hard), else inherited."""
+        """``nofile``: the process's open-files limit, one number (soft and
+        hard) or (soft, hard); else inherited."""
         def limit():
             import resource
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               nofile if isinstance(nofile, tuple) else (nofile, nofile))
 
         self.proc = subprocess.Popen([sys.executable, "-m", "smartbus.server", *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

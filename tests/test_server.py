@@ -29,6 +29,15 @@ def test_ready_line_options_and_sigterm(server_process, net_client):
     assert c.log.wait("disconnect") == [()]
 
 
+def test_the_command_raises_its_open_files_limit_to_the_hard_limit(server_process):
+    srv = server_process("--port", 0, "--no-ipc", nofile=(256, 1024))
+    srv.wait_ready()
+    with open("/proc/%d/limits" % srv.proc.pid) as f:
+        line = [x for x in f if x.startswith("Max open files")][0]
+    assert line.split()[3:5] == ["1024", "1024"], line
+    assert srv.terminate() == 0
+
+
 def test_sigint_ends_it_too(server_process):
     srv = server_process("--port", 0, "--no-ipc")
     srv.wait_ready()
