@@ -198,14 +198,13 @@ static inline int rt_get_head(const smartbus_router *r, const rt_peer *c, const 
 }
 
 /* after appending to c's out buffer: congested from the bound on (starts
- * the stall clock); returns 1 when c is congested */
-static inline int out_appended(smartbus_router *r, rt_peer *c)
+ * the stall clock) */
+static inline void out_appended(smartbus_router *r, rt_peer *c)
 {
     if (!c->congested && out_pending(c) >= r->max_out) {
         c->congested = 1;
         c->stall_ref = r->now;
     }
-    return c->congested;
 }
 
 /* ---- connections (router_peer.c) ----------------------------------------- */

@@ -1,9 +1,11 @@
 /*
- * router_peer.c - the bytes of the router's connections: accept new ones,
- * read into their in buffers, write their out buffers, drain refused ones,
- * close and free them.  What the bytes mean is router_route.c's; these
- * functions report a broken connection to their caller instead of
- * disconnecting it themselves (a disconnect involves the registration).
+ * router_peer.c - the bytes of the router's connections: accept new ones
+ * (or close them at once: too many, no descriptor left), read into their in
+ * buffers (heads over the size limit refused), write their out buffers,
+ * drain refused ones, close and free them.  What the bytes mean is
+ * router_route.c's; these functions report a broken connection to their
+ * caller instead of disconnecting it themselves (a disconnect involves the
+ * registration).
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -36,15 +38,17 @@ static void reject(smartbus_router *r, int fd, const char *why)
 
 /* No descriptor is left: gives up the spare one to accept the first
  * pending newcomer and close it (a clean close instead of a wait in the
- * backlog), then takes the spare back.  0 when one was closed. */
+ * backlog), then takes the spare back.  1 when one was closed, 0 when none
+ * was pending, -1 when that did not work (no spare, or it was taken). */
 static int reject_without_fd(smartbus_router *r, int lfd)
 {
     if (r->spare_fd < 0) return -1;
     close(r->spare_fd);
     int fd = accept(lfd, NULL, NULL);
+    int none_pending = fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     if (fd >= 0) reject(r, fd, "no file descriptor left");
     r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    return fd >= 0 ? 0 : -1;
+    return fd >= 0 ? 1 : none_pending ? 0 : -1;
 }
 
 void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
@@ -53,11 +57,14 @@ void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
         int fd = accept(lfd, NULL, NULL);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if ((errno == EMFILE || errno == ENFILE) && reject_without_fd(r, lfd) == 0) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                sb_trace("router: accept: %s", strerror(errno));
-                r->accept_pause_until = r->now + RT_ACCEPT_BACKOFF_MS;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (errno == EMFILE || errno == ENFILE) {
+                int rc = reject_without_fd(r, lfd);
+                if (rc > 0) continue;
+                if (rc == 0) return;
             }
+            sb_trace("router: accept: %s", strerror(errno));
+            r->accept_pause_until = r->now + RT_ACCEPT_BACKOFF_MS;
             return;
         }
         if (r->npeers >= r->max_conns) {
