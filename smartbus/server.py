@@ -133,7 +133,7 @@ def raise_open_files_limit():
     return soft, hard
 
 
-def read_password_file(path):
+def _read_password_file(path):
     """The password in the file ``path``: its first line (without the line
     end).  OSError or ValueError with a message that never shows the file's
     contents."""
@@ -159,7 +159,7 @@ def _password(ap, args):
     without one."""
     if args.password_file is not None:
         try:
-            return read_password_file(args.password_file), "--password-file"
+            return _read_password_file(args.password_file), "--password-file"
         except OSError as exc:
             ap.exit(1, "smartbus.server: cannot read the password file %s: %s\n"
                     % (args.password_file, exc.strerror or exc))
