@@ -33,6 +33,7 @@ cdef extern from "smartbus.h" nogil:
         SMARTBUS_ERR_UNITID_INVALID
         SMARTBUS_ERR_MAX_DATASIZE
         SMARTBUS_ERR_TIMEOUT
+        SMARTBUS_ERR_ARGUMENT
 
 
 cdef extern from "smartbus_ipccli_interface.h" nogil:
@@ -242,6 +243,14 @@ cdef extern from "smartbus_ext.h" nogil:
         const char *ipc_path
         size_t max_out_bytes
         int stall_timeout_ms
+        int registration_timeout_ms
+        int max_connections
+
+    size_t SMARTBUS_ROUTER_MIN_OUT_BYTES
+    size_t SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES
+    int SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS
+    int SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS
+    int SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS
 
     ctypedef struct smartbus_router:
         pass
@@ -251,6 +260,8 @@ cdef extern from "smartbus_ext.h" nogil:
         uint64_t dropped_no_route, dropped_unregistered
         uint64_t heartbeats, stalled_disconnects, paused_reads
         int clients
+        uint64_t registration_timeouts, rejected_connections, protocol_errors
+        uint64_t dropped_forged
 
     int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out,
                             char *err, size_t errlen)

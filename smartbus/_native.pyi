@@ -108,6 +108,14 @@ class NativeClient:
 
 # ---- Router (router.pyx) ---------------------------------------------------------------
 
+#: the smallest per-connection queue bound a router accepts (0: the default)
+ROUTER_MIN_OUT_BYTES: int
+#: the router's defaults, for the arguments left 0
+ROUTER_DEFAULT_MAX_OUT_BYTES: int
+ROUTER_DEFAULT_STALL_TIMEOUT_MS: int
+ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS: int
+ROUTER_DEFAULT_MAX_CONNECTIONS: int
+
 class Router:
     """The local SmartBus server (run by smartbus.server.Server)."""
 
@@ -118,7 +126,8 @@ class Router:
     def __new__(cls, host: Optional[str] = "127.0.0.1", port: int = 0, unit_id: int = 0,
                 user: Optional[str] = None, password: Optional[str] = None,
                 ipc_path: Optional[str] = None, max_out_bytes: int = 0,
-                stall_timeout_ms: int = 0) -> Router: ...
+                stall_timeout_ms: int = 0, registration_timeout_ms: int = 0,
+                max_connections: int = 0) -> Router: ...
     def run(self) -> None: ...
     def stop(self) -> None: ...
     def close(self) -> None: ...

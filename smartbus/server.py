@@ -22,21 +22,32 @@ Prometheus text over HTTP) is smartbus.monitor.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import signal
+import stat
 import sys
 import threading
 from types import FrameType
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from smartbus import _native
-from smartbus._checks import ipc_path_in_effect, span
+from smartbus._checks import check_int, ipc_path_in_effect, seconds_to_ms, span
 from smartbus.monitor import DEFAULT_HOST, DEFAULT_PORT, MonitorEndpoint, parse_address
 
-__all__ = ["Server", "main", "add_server_options", "serve", "DEFAULT_IPC_PATH"]
+__all__ = ["Server", "main", "add_server_options", "serve", "DEFAULT_IPC_PATH", "PASSWORD_ENV",
+           "raise_open_files_limit"]
 
 #: where IPC clients look for the server unless told otherwise
 DEFAULT_IPC_PATH = _native.IPC_DEFAULT_PATH
+#: the environment variable ``python -m smartbus.server`` takes the password from
+PASSWORD_ENV = "SMARTBUS_PASSWORD"
 _UNITS = span(_native.SERVER_UNIT_IDS)          # the unit ids a server may have
+# the router's defaults, in the units of the Python arguments
+_MAX_OUT = _native.ROUTER_DEFAULT_MAX_OUT_BYTES
+_STALL_S = _native.ROUTER_DEFAULT_STALL_TIMEOUT_MS / 1000
+_REGISTRATION_S = _native.ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS / 1000
+_MAX_CONNECTIONS = _native.ROUTER_DEFAULT_MAX_CONNECTIONS
 
 
 class Server:
@@ -45,12 +56,17 @@ class Server:
     ``port=0`` picks a free port (read it from ``.port``).  ``ipc_path``: the
     Unix socket for IPC clients (None: no IPC listener; a stale socket file
     is replaced, any other file is an error).  ``user``/``password``: when
-    set, registrations must carry them.  ``max_out_bytes`` bounds each
-    connection's outgoing queue; a peer that stays over it without reading
-    for ``stall_timeout`` seconds is disconnected.  ``monitor``: ``(host,
-    port)`` of an HTTP monitoring endpoint (smartbus.monitor; needs
-    prometheus_client), None for none; its real address is then
-    ``monitor.address``.
+    set, registrations must carry them (a password needs a user: ValueError
+    otherwise).  ``max_out_bytes`` bounds each connection's outgoing queue
+    and the size of a packet (16 MiB; 0 for the default); a peer whose queue
+    reached it and is not below half of it ``stall_timeout`` seconds later
+    is disconnected.  A connection that has not registered
+    ``registration_timeout`` seconds after it connected is closed; beyond
+    ``max_connections`` connections a newcomer is closed at once.  The
+    password is kept by the router only: it is in no attribute, repr or log.
+    ``monitor``: ``(host, port)`` of an HTTP monitoring endpoint
+    (smartbus.monitor; needs prometheus_client), None for none; its real
+    address is then ``monitor.address``.
     """
 
     _thread: Optional[threading.Thread]     # serving (start() to stop())
@@ -58,15 +74,25 @@ class Server:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, unit_id: int = 0,
                  user: Optional[str] = None, password: Optional[str] = None,
-                 ipc_path: Optional[str] = None, max_out_bytes: int = 0,
-                 stall_timeout: float = 10.0,
+                 ipc_path: Optional[str] = None, max_out_bytes: int = _MAX_OUT,
+                 stall_timeout: float = _STALL_S, registration_timeout: float = _REGISTRATION_S,
+                 max_connections: int = _MAX_CONNECTIONS,
                  monitor: Optional[Tuple[str, int]] = None) -> None:
         if not isinstance(unit_id, int) or unit_id not in _native.SERVER_UNIT_IDS:
             raise ValueError("unit_id must be in %s, got %r" % (_UNITS, unit_id))
         if not isinstance(port, int) or not -1 <= port <= 65535:
             raise ValueError("port must be in 0..65535, got %r" % (port,))
+        max_out_bytes = check_int(max_out_bytes, "max_out_bytes", 0, 2**63 - 1)
+        if max_out_bytes and max_out_bytes < _native.ROUTER_MIN_OUT_BYTES:
+            raise ValueError("max_out_bytes must be at least %d (0 for the default), got %d"
+                             % (_native.ROUTER_MIN_OUT_BYTES, max_out_bytes))
+        timeouts = [seconds_to_ms(value, name) for value, name in (
+            (stall_timeout, "stall_timeout"), (registration_timeout, "registration_timeout"))]
+        if 0 in timeouts:
+            raise ValueError("stall_timeout and registration_timeout must be more than 0 s")
+        max_connections = check_int(max_connections, "max_connections", 1)
         self._router = _native.Router(host, port, unit_id, user, password, ipc_path,
-                                      max_out_bytes, int(stall_timeout * 1000))
+                                      max_out_bytes, *timeouts, max_connections)
         self.host = host
         self.port = self._router.port
         self.unit_id = unit_id
@@ -126,6 +152,70 @@ class Server:
             ", ipc %s" % self.ipc_path if self.ipc_path else "")
 
 
+def raise_open_files_limit() -> Tuple[int, int]:
+    """Raises this process's soft limit of open files to its hard limit (a
+    router holds one descriptor per connection); returns (old, new) soft
+    limits.  ``python -m smartbus.server`` calls it at start; an application
+    that embeds Server decides for itself."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):        # e.g. an unlimited hard limit above the kernel's
+        return soft, soft
+    return soft, hard
+
+
+def _read_password_file(path: str) -> str:
+    """The password in the file ``path``: its first line (without the line
+    end).  OSError or ValueError with a message that never shows the file's
+    contents."""
+    with open(path, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        raw = f.read(4096)
+    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    if not line:
+        raise ValueError("the password file %s is empty" % path)
+    try:
+        password = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the password file %s is not UTF-8 text" % path) from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        print("smartbus.server: warning: the password file %s is readable by other users "
+              "(chmod 600 it)" % path, file=sys.stderr)
+    return password
+
+
+def _password(ap: argparse.ArgumentParser,
+              args: argparse.Namespace) -> Tuple[Optional[str], Optional[str]]:
+    """(password, where it came from) for the command: --password-file,
+    --password (with a warning), else $SMARTBUS_PASSWORD; (None, None)
+    without one."""
+    if args.password_file is not None:
+        try:
+            return _read_password_file(args.password_file), "--password-file"
+        except OSError as exc:
+            ap.exit(1, "smartbus.server: cannot read the password file %s: %s\n"
+                    % (args.password_file, exc.strerror or exc))
+        except ValueError as exc:
+            ap.exit(1, "smartbus.server: %s\n" % exc)
+    if args.password is not None:
+        print("smartbus.server: warning: --password is visible to other users of this machine "
+              "(process list, /proc); use --password-file or $%s" % PASSWORD_ENV,
+              file=sys.stderr)
+        return args.password, "--password"
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV], "$" + PASSWORD_ENV
+    return None, None
+
+
+_EPILOG = ("Credentials: with --user, registrations must carry that user name and the "
+           "password (from --password-file or --password, else $%s; none: an empty "
+           "one).  A password without --user is refused: registrations carry both, and a "
+           "password alone would refuse every client." % PASSWORD_ENV)
+
+
 def add_server_options(ap: argparse.ArgumentParser) -> None:
     """Adds the router's options to the argparse parser ``ap`` (this
     module's command line and ``smartbus server``); ``serve`` runs them."""
@@ -133,17 +223,36 @@ def add_server_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--port", type=int, default=8089, help="TCP port, 0 = any free (default 8089)")
     ap.add_argument("--unit-id", type=int, default=0, help="this server's unit id, " + _UNITS)
     ap.add_argument("--user", help="require this user name in registrations")
-    ap.add_argument("--password", help="require this password in registrations")
+    secret = ap.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", metavar="PATH",
+                        help="require the password on the first line of PATH")
+    secret.add_argument("--password",
+                        help="require this password (visible to other users in the process "
+                             "list: prefer --password-file or $%s)" % PASSWORD_ENV)
     default_ipc = ipc_path_in_effect()
     ap.add_argument("--ipc-path", default=default_ipc,
                     help="Unix socket for IPC clients (default: $%s, else %s; now %s)"
                          % (_native.IPC_PATH_ENV, DEFAULT_IPC_PATH, default_ipc))
     ap.add_argument("--no-ipc", action="store_true", help="no IPC (Unix socket) listener")
+    ap.add_argument("--registration-timeout", type=float, default=_REGISTRATION_S,
+                    metavar="SECONDS", help="close connections not registered this long after "
+                    "they connected (default %g)" % _REGISTRATION_S)
+    ap.add_argument("--max-connections", type=int, default=_MAX_CONNECTIONS, metavar="N",
+                    help="close newcomers at once beyond N connections (default %d)"
+                         % _MAX_CONNECTIONS)
+    ap.add_argument("--max-out-bytes", type=int, default=_MAX_OUT, metavar="N",
+                    help="bound of each connection's queue, and the largest packet "
+                         "(default %d)" % _MAX_OUT)
+    ap.add_argument("--stall-timeout", type=float, default=_STALL_S, metavar="SECONDS",
+                    help="disconnect a peer whose queue reached the bound and is not below "
+                         "half of it this long after (default %g)" % _STALL_S)
     ap.add_argument("--monitor", nargs="?", const="%s:%d" % (DEFAULT_HOST, DEFAULT_PORT),
                     type=_monitor_address, metavar="HOST:PORT",
                     help="serve JSON at / and Prometheus text at /metrics over HTTP (alone: "
                          "%s:%d; a port alone: on %s; needs prometheus_client)"
                          % (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_HOST))
+    if ap.epilog is None:
+        ap.epilog = _EPILOG
 
 
 def _monitor_address(text: str) -> Tuple[str, int]:
@@ -168,10 +277,19 @@ def serve(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ap.error("--unit-id must be in " + _UNITS)
     if not 0 <= args.port <= 65535:
         ap.error("--port must be in 0..65535")
+    password, source = _password(ap, args)
+    if password and not args.user:
+        ap.error("a password (%s) needs --user: registrations carry both, and a password "
+                 "alone would refuse every client" % source)
+    raise_open_files_limit()
     try:
-        server = Server(args.host, args.port, args.unit_id, args.user, args.password,
-                        None if args.no_ipc else args.ipc_path, monitor=args.monitor)
-    except (OSError, ValueError, ImportError) as exc:
+        server = Server(args.host, args.port, args.unit_id, args.user, password,
+                        None if args.no_ipc else args.ipc_path, args.max_out_bytes,
+                        args.stall_timeout, args.registration_timeout, args.max_connections,
+                        monitor=args.monitor)
+    except ValueError as exc:
+        ap.error(str(exc))
+    except (OSError, ImportError) as exc:
         print("smartbus.server: %s" % exc, file=sys.stderr)
         return 1
     done = threading.Event()

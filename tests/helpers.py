@@ -350,10 +350,18 @@ class ServerProcess:
     READY = re.compile(r"^smartbus router unit (\d+) listening on (\S+):(\d+)")
     COMMAND = ("-m", "smartbus.server")     # what follows the interpreter
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, nofile=None):
+        """``nofile``: the process's open-files limit, one number (soft and
+        hard) or (soft, hard); else inherited."""
+        def limit():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               nofile if isinstance(nofile, tuple) else (nofile, nofile))
+
         self.proc = subprocess.Popen([sys.executable, *self.COMMAND, *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=package_env(**(env or {})))
+                                     env=package_env(**(env or {})),
+                                     preexec_fn=limit if nofile else None)
         self.stdout, self.stderr = queue.Queue(), []
         self.port = None
         threading.Thread(target=self._drain, args=(self.proc.stdout, self.stdout.put),

@@ -1,5 +1,6 @@
 """The router's rules (docs/router.md), seen from its clients: registration
-(credentials, a (unit, client) already registered, the NET unit range),
+(credentials, a (unit, client) already registered, the NET unit range, what
+counts before and after it),
 routing (to one client whatever its type, dst_client 0xFF to every client of
 a type but the sender, to nobody; the bytes forwarded), global connect
 events exactly once, and bounded memory: back-pressure pauses a sender that
@@ -8,14 +9,15 @@ that destination.  Bare clients (helpers.raw_client) do what our clients
 cannot: register a unit out of range, send chosen bytes, stop reading."""
 
 import os
+import socket
 import struct
 import time
 
 from smartbus import _native
 from smartbus.errors import SmartBusError
 
-from helpers import (TEST_UNIT, data_packet, raw_client, start_ipc_peer, start_net_peer,
-                     wait_for)
+from helpers import (TEST_UNIT, WireConn, data_packet, raw_client, registration, start_ipc_peer,
+                     start_net_peer, wait_for)
 
 BIG = 64 << 10                   # the payload of the floods
 
@@ -85,6 +87,37 @@ def test_a_refused_ipc_client_retries_until_the_first_leaves(router, peers):
     a.close()
     assert b.call(op="wait_connected", timeout=5)["ok"]
     assert router.stats()["clients"] == 1
+
+
+def test_packets_after_the_registration_in_the_same_read_count_as_registered(router):
+    # a vendor client may send its first heartbeats before the ack arrives:
+    # here the registration and two heartbeats go in one send
+    s = socket.create_connection(("127.0.0.1", router.port))
+    conn = WireConn(s)
+    hb = data_packet((16, 1, 11), (0, 0, 1), b"12345678", cmd=5, cmd_type=0)
+    conn.send(registration(16, 1) + hb + hb)
+    assert ack_result(conn) == 0
+    answers = [conn.recv_packet(cmd=6) for _ in range(2)]
+    assert [a[20:] for a in answers] == [b"12345678"] * 2
+    st = router.stats()
+    assert (st["heartbeats"], st["dropped_unregistered"]) == (2, 0), st
+    conn.close()
+
+
+def test_before_the_registration_only_a_registration_counts(router, net_client):
+    me = net_client(7, router.port)
+    s = socket.create_connection(("127.0.0.1", router.port))
+    conn = WireConn(s)
+    # a heartbeat and data before the registration: dropped, not answered
+    conn.send(data_packet((16, 1, 11), (0, 0, 1), b"hb", cmd=5, cmd_type=0) +
+              data_packet((16, 1, 11), (TEST_UNIT, 7, 11), b"too early", cmd=41) +
+              registration(16, 1) +
+              data_packet((16, 1, 11), (TEST_UNIT, 7, 11), b"in time", cmd=42))
+    assert conn.recv_packet(skip_heartbeats=False)[2] == 2          # the ack comes first
+    assert [(h.cmd, d) for h, d in me.log.wait("data")] == [(42, b"in time")]
+    st = router.stats()
+    assert (st["heartbeats"], st["dropped_unregistered"]) == (0, 2), st
+    conn.close()
 
 
 def test_net_units_are_16_to_47(router):

@@ -8,6 +8,14 @@ from libc.string cimport memset
 cdef enum:
     SNAPSHOT_ROOM = 64            # connections a first snapshot() call makes room for
 
+#: the smallest per-connection queue bound a router accepts (0: the default)
+ROUTER_MIN_OUT_BYTES = SMARTBUS_ROUTER_MIN_OUT_BYTES
+#: the router's defaults, for the arguments left 0
+ROUTER_DEFAULT_MAX_OUT_BYTES = SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES
+ROUTER_DEFAULT_STALL_TIMEOUT_MS = SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS
+ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS = SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS
+ROUTER_DEFAULT_MAX_CONNECTIONS = SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS
+
 
 cdef class Router:
     """The local SmartBus server.  Binds on creation (``port`` is then the
@@ -16,7 +24,8 @@ cdef class Router:
 
     def __cinit__(self, host="127.0.0.1", int port=0, int unit_id=0, user=None,
                   password=None, ipc_path=None, size_t max_out_bytes=0,
-                  int stall_timeout_ms=0):
+                  int stall_timeout_ms=0, int registration_timeout_ms=0,
+                  int max_connections=0):
         cdef smartbus_router_config cfg
         cdef smartbus_router *r = NULL
         cdef char err[512]
@@ -34,6 +43,8 @@ cdef class Router:
         cfg.ipc_path = <const char *>b_path if b_path is not None else NULL
         cfg.max_out_bytes = max_out_bytes
         cfg.stall_timeout_ms = stall_timeout_ms
+        cfg.registration_timeout_ms = registration_timeout_ms
+        cfg.max_connections = max_connections
         err[0] = 0
         rc = smartbus_router_new(&cfg, &r, err, sizeof(err))
         if rc != 0:
@@ -41,6 +52,8 @@ cdef class Router:
             if rc == SMARTBUS_ERR_UNITID_INVALID:
                 raise ValueError("unit_id must be in %d..%d: %s" % (
                     SERVER_UNIT_IDS.start, SERVER_UNIT_IDS.stop - 1, msg))
+            if rc == SMARTBUS_ERR_ARGUMENT:
+                raise ValueError(msg)
             raise OSError(msg)
         self._r = r
         self.port = smartbus_router_port(r)
@@ -127,7 +140,9 @@ cdef dict _stats_dict(const smartbus_router_stats *st):
             "routed_bytes": st.routed_bytes, "dropped_no_route": st.dropped_no_route,
             "dropped_unregistered": st.dropped_unregistered, "heartbeats": st.heartbeats,
             "stalled_disconnects": st.stalled_disconnects, "paused_reads": st.paused_reads,
-            "clients": st.clients}
+            "clients": st.clients, "registration_timeouts": st.registration_timeouts,
+            "rejected_connections": st.rejected_connections,
+            "protocol_errors": st.protocol_errors, "dropped_forged": st.dropped_forged}
 
 
 cdef dict _conn_dict(smartbus_router_conn *c):

@@ -198,10 +198,26 @@ typedef struct smartbus_router_config {
     int unit_id;                       /* 0..15 */
     const char *user, *password;       /* when set, registrations must match */
     const char *ipc_path;              /* Unix socket path; NULL: no IPC listener */
-    size_t max_out_bytes;              /* per-connection send queue bound; 0 = 16 MiB */
-    int stall_timeout_ms;              /* disconnect a peer that stays over the bound
-                                          without reading for this long; 0 = 10000 */
+    size_t max_out_bytes;              /* per-connection send queue bound, also the
+                                          largest packet forwarded; at least
+                                          SMARTBUS_ROUTER_MIN_OUT_BYTES (0: default) */
+    int stall_timeout_ms;              /* disconnect a peer whose queue, once over the
+                                          bound, is not below half of it this long
+                                          after (0: default) */
+    int registration_timeout_ms;       /* close a connection not registered this long
+                                          after it was accepted (0: default) */
+    int max_connections;               /* newcomers beyond this many connections are
+                                          closed at once (0: default) */
 } smartbus_router_config;
+
+/* the defaults of the fields above (0 in the configuration) */
+#define SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES        ((size_t)16 << 20)
+#define SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS     10000
+#define SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS 5000
+#define SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS      1024
+/* the smallest max_out_bytes (also the largest packet: a registration and
+ * its ack fit) */
+#define SMARTBUS_ROUTER_MIN_OUT_BYTES ((size_t)16 << 10)
 
 typedef struct smartbus_router smartbus_router;
 
@@ -214,6 +230,13 @@ typedef struct smartbus_router_stats {
     uint64_t stalled_disconnects;      /* peers closed by the stall rule */
     uint64_t paused_reads;             /* times a sender was paused by back-pressure */
     int clients;                       /* registered now */
+    uint64_t registration_timeouts;    /* connections closed: not registered in time */
+    uint64_t rejected_connections;     /* newcomers closed at once: too many connections
+                                          or no file descriptor left */
+    uint64_t protocol_errors;          /* connections closed for a bad packet head or a
+                                          packet over the size limit */
+    uint64_t dropped_forged;           /* global-connect events (cmd 9) sent by clients:
+                                          only the router originates them */
 } smartbus_router_stats;
 
 /* Creates the router and binds its listeners (so the port is known).

@@ -7,6 +7,7 @@
  */
 #include "platform.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -22,8 +23,6 @@
 #include "router_internal.h"
 
 #define RT_DEFAULT_HOST      "127.0.0.1"
-#define RT_DEFAULT_MAX_OUT   ((size_t)16 << 20)
-#define RT_DEFAULT_STALL_MS  10000
 #define RT_BACKLOG           128
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -191,6 +190,31 @@ int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out
         set_err(err, errlen, "port %d is invalid (must be 0..65535, or < 0 for none)", cfg->port);
         return SMARTBUS_ERR_ARGUMENT;
     }
+    if (cfg->max_out_bytes && cfg->max_out_bytes < SMARTBUS_ROUTER_MIN_OUT_BYTES) {
+        set_err(err, errlen, "max_out_bytes %zu is too small (0 for the default, else at least %zu)",
+                cfg->max_out_bytes, SMARTBUS_ROUTER_MIN_OUT_BYTES);
+        return SMARTBUS_ERR_ARGUMENT;
+    }
+    if (cfg->stall_timeout_ms < 0 || cfg->registration_timeout_ms < 0 ||
+        cfg->max_connections < 0) {
+        set_err(err, errlen, "stall_timeout_ms, registration_timeout_ms and max_connections "
+                "must not be negative (0 for the defaults)");
+        return SMARTBUS_ERR_ARGUMENT;
+    }
+    /* what a registration can carry (the field less its terminator) */
+    size_t user_max = sizeof(((sbw_register *)0)->user) - 1;
+    size_t password_max = sizeof(((sbw_register *)0)->password) - 1;
+    if ((cfg->user && strlen(cfg->user) > user_max) ||
+        (cfg->password && strlen(cfg->password) > password_max)) {
+        set_err(err, errlen, "the user name or the password is too long (at most %zu and %zu "
+                "bytes: a registration carries no more)", user_max, password_max);
+        return SMARTBUS_ERR_ARGUMENT;
+    }
+    if (cfg->password && cfg->password[0] && !(cfg->user && cfg->user[0])) {
+        /* the registration carries both: a password alone would refuse every client */
+        set_err(err, errlen, "a password needs a user name");
+        return SMARTBUS_ERR_ARGUMENT;
+    }
     smartbus_router *r = calloc(1, sizeof *r);
     if (!r) {
         set_err(err, errlen, "out of memory");
@@ -200,9 +224,18 @@ int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out
     r->port = -1;
     r->waker.rfd = r->waker.wfd = -1;
     r->unit = (uint8_t)cfg->unit_id;
-    r->max_out = cfg->max_out_bytes ? cfg->max_out_bytes : RT_DEFAULT_MAX_OUT;
-    r->stall_ms = cfg->stall_timeout_ms > 0 ? cfg->stall_timeout_ms : RT_DEFAULT_STALL_MS;
-    r->auth = (cfg->user && cfg->user[0]) || (cfg->password && cfg->password[0]);
+    r->max_out = cfg->max_out_bytes ? cfg->max_out_bytes : SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES;
+    if (r->max_out > SBW_MAX_PACKET) r->max_out = SBW_MAX_PACKET;   /* also the packet limit */
+    r->budget = 2 * r->max_out + RT_CONTROL_HEADROOM;
+    r->stall_ms = cfg->stall_timeout_ms ? cfg->stall_timeout_ms
+                                        : SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS;
+    r->register_ms = cfg->registration_timeout_ms ? cfg->registration_timeout_ms
+                                                  : SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS;
+    r->max_conns = (size_t)(cfg->max_connections ? cfg->max_connections
+                                                 : SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS);
+    r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    r->now = sb_now_ms();
+    r->auth = cfg->user && cfg->user[0];
     r->user = dup_str(cfg->user ? cfg->user : "");
     r->password = dup_str(cfg->password ? cfg->password : "");
     int rc = 0;
@@ -254,6 +287,7 @@ void smartbus_router_free(smartbus_router *r)
     }
     sb_waker_close(&r->waker);
     sb_monitor_free(r);
+    if (r->spare_fd >= 0) close(r->spare_fd);
     free(r->user);
     free(r->password);
     free(r);
@@ -276,4 +310,8 @@ void smartbus_router_get_stats(smartbus_router *r, smartbus_router_stats *st)
     st->stalled_disconnects = sb_relaxed(&r->st.stalled_disconnects);
     st->paused_reads = sb_relaxed(&r->st.paused_reads);
     st->clients = sb_relaxed(&r->st.clients);
+    st->registration_timeouts = sb_relaxed(&r->st.registration_timeouts);
+    st->rejected_connections = sb_relaxed(&r->st.rejected_connections);
+    st->protocol_errors = sb_relaxed(&r->st.protocol_errors);
+    st->dropped_forged = sb_relaxed(&r->st.dropped_forged);
 }

@@ -28,45 +28,65 @@
  * to out buffers (batched writes, no per-message allocation: buffers grow
  * and are reused).
  *
- * Registration (first packet, cmdtype 0 cmd 1; layouts 6025 / 6053 / 5961
- * accepted on either listener): a TCP client's unit is its head src_unit
- * and must be 16..47 (else -12); a client on the Unix listener always gets
- * the router's unit.  Credentials are checked when the configuration sets a
- * user or password (-4 empty user, -5 wrong user, -6 wrong password).  A
- * (unit, client id) already registered gives -10 to the newcomer.  Refused
- * connections are closed after the ack has been flushed.  Before the
- * registration only heartbeats are answered; anything else is dropped.
+ * Registration (cmdtype 0 cmd 1; layouts 6025 / 6053 / 5961 accepted on
+ * either listener): a TCP client's unit is its head src_unit and must be
+ * 16..47 (else -12); a client on the Unix listener always gets the
+ * router's unit.  Credentials are checked when the configuration sets a
+ * user (-4 empty user, -5 wrong user, -6 wrong password; a password needs
+ * a user).  A (unit, client id) already registered gives -10 to the
+ * newcomer.  Refused connections are closed after the ack has been flushed.
+ *
+ * Before the registration (until the registration packet has been
+ * handled: packets parsed after it, even from the same read, are judged
+ * as a registered client's) only a registration counts: anything else is
+ * dropped unanswered (dropped_unregistered), and a head announcing more
+ * than the largest registration layout (6053 bytes) closes the connection
+ * (protocol_errors), so an unregistered peer holds one read buffer at
+ * most.  A connection not registered registration_timeout_ms after it was
+ * accepted is closed (registration_timeouts): silent and half-sent peers
+ * do not stay.  Beyond max_connections connections a newcomer is closed at
+ * once (rejected_connections); so is one that arrives when no file
+ * descriptor is left (a spare descriptor is given up to accept and close
+ * it, so that it sees a clean close instead of waiting in the backlog).
  *
  * Routing: dst_client 0xFF = every registered client at dst_unit whose type
  * is dst_type (not the sender); otherwise the client registered as
  * (dst_unit, dst_client), whatever its type.  Forwarded packets keep every
- * head byte except packet_size, which becomes 20 + datalen (the client's
- * padding is dropped).  routed_msgs / routed_bytes count each delivered
- * copy (payload bytes).  cmdtype 1 cmd 10 from clients (global-connect
- * answers) is absorbed and counted in no statistic: the router itself
- * reports the existing clients to a newcomer, forwarding the answers would
- * report them twice.
+ * head byte except the source triple, stamped with the sender's registered
+ * (type, unit, client) so that nobody speaks for another client, and
+ * packet_size, which becomes 20 + datalen (the client's padding is
+ * dropped).  routed_msgs / routed_bytes count each delivered copy (payload
+ * bytes).  cmdtype 1 cmd 9 from clients (global-connect events) is dropped
+ * (dropped_forged): only the router reports arrivals and departures.
+ * cmdtype 1 cmd 10 from clients (global-connect answers) is absorbed and
+ * counted in no statistic: the router itself reports the existing clients
+ * to a newcomer, forwarding the answers would report them twice.
  *
- * Back-pressure and bounded memory:
- *  - max_out_bytes (B) bounds each connection's out buffer.  A connection
- *    becomes CONGESTED when its unsent bytes reach B and stays so until
- *    they drain below B / 2 (hysteresis).
- *  - A packet routed to a destination is always appended (it has already
- *    been read); if the destination is then congested, the SENDER is
- *    paused: the router stops parsing its buffered packets and stops
- *    polling it for input (paused_reads counts each pause) until that
- *    destination is no longer congested or has been closed.  An out buffer
- *    can therefore exceed B by at most what the senders had already read
- *    (one read buffer each); read buffers hold at most one read (>= 64 KiB)
- *    plus one packet.
- *  - Control traffic made by the router (acks, heartbeat answers, global
- *    events) is always appended and pauses nobody.
- *  - A congested connection with no successful write for stall_timeout_ms
- *    is disconnected (stalled_disconnects), like any other disconnect
- *    (cmd 9 status 0 to the remaining clients).  The clock runs from the
- *    moment B is reached until the buffer is below B / 2, not only while it
- *    is >= B: otherwise a peer that stops reading with between B / 2 and B
- *    bytes queued would keep its senders paused forever.
+ * Bounded memory: one budget per connection for everything queued to it.
+ *  - max_out_bytes (B) is the bound of routed data.  A connection becomes
+ *    CONGESTED when its unsent bytes reach B and stays so until they drain
+ *    below B / 2 (hysteresis).
+ *  - A packet for a congested destination is not taken: its SENDER is
+ *    paused with the packet left in its read buffer (paused_reads counts
+ *    each pause): the router stops parsing its input and polling it until
+ *    that destination is no longer congested or has been closed, then
+ *    routes the packet again.  A broadcast waits until none of its
+ *    destinations is congested.  A packet is at most B bytes (a larger head
+ *    closes its sender's connection, protocol_errors), so routed data
+ *    stays below 2 B.
+ *  - Heartbeats of a congested client are not answered: it has at least
+ *    B / 2 bytes coming, which keep its link alive as well (NET.md §5.4).
+ *  - The router's other packets (registration ack, global events) are
+ *    queued within the budget, 2 B + RT_CONTROL_HEADROOM; a connection they
+ *    would push past it is disconnected (stalled_disconnects).
+ *  - Stall rule: a connection that became congested and is not below B / 2
+ *    stall_timeout_ms later is disconnected (stalled_disconnects), like any
+ *    other disconnect (cmd 9 status 0 to the remaining clients).  Progress
+ *    is judged against the backlog, not by "any write": a peer that drains
+ *    slower than B / 2 per stall_timeout_ms is cut.
+ *  - Read buffers hold at most one read (>= 64 KiB) plus one packet.
+ * With the defaults (B = 16 MiB) one peer costs the router at most about
+ * 3 B, whatever it sends or reads.
  */
 #ifndef ROUTER_INTERNAL_H
 #define ROUTER_INTERNAL_H
@@ -116,8 +136,9 @@ typedef struct rt_peer {
     uint8_t congested;            /* out buffer reached the bound, not yet below half */
     uint8_t type, unit, client;   /* identity once registered */
     struct rt_peer *blocked_on;   /* paused sender: the destination it waits for */
-    int64_t stall_ref;            /* congested: since / last successful write at (ms) */
+    int64_t stall_ref;            /* congested since (ms) */
     int64_t drain_until;          /* draining: close at the latest then */
+    int64_t register_by;          /* not registered: close at the latest then */
     sb_buf in, out;
     char info[257];               /* add_info from the registration */
     rt_peer_mon mon;              /* monitoring (router_monitor.c): loop thread only */
@@ -127,8 +148,11 @@ struct smartbus_router {
     uint8_t unit;
     int auth;                     /* credentials configured */
     char *user, *password;
-    size_t max_out;
-    int64_t stall_ms;
+    size_t max_out;               /* B: routed data bound, largest packet */
+    size_t budget;                /* everything queued to one connection */
+    int64_t stall_ms, register_ms;
+    size_t max_conns;
+    int spare_fd;                 /* given up to close newcomers when no fd is left */
 
     int tcp_fd, ipc_fd, port;
     char *ipc_path;               /* the socket file we created (unlinked on free) */
@@ -179,27 +203,62 @@ static inline int out_reserve(rt_peer *c, size_t n)
     return sb_buf_reserve(b, n);
 }
 
+/* ---- packet heads (the read and parse paths) ------------------------------ */
+
+/* free space in a read buffer before each read */
+#define RT_READ_MIN ((size_t)64 << 10)
+/* the largest packet an unregistered connection may announce: the largest
+ * registration layout */
+#define RT_UNREGISTERED_MAX_PACKET SBW_REG_NET_C_SIZE
+/* the budget beyond twice the routed-data bound, for the router's own
+ * packets (some 200 global events) */
+#define RT_CONTROL_HEADROOM ((size_t)64 << 10)
+
+/* the largest packet c may send now */
+static inline size_t rt_packet_limit(const smartbus_router *r, const rt_peer *c)
+{
+    return c->registered ? r->max_out : RT_UNREGISTERED_MAX_PACKET;
+}
+
+/* Decodes the head at p (n bytes available) of a packet from c: SBW_OK,
+ * or an SBW_E* code for a malformed head or one over c's size limit. */
+static inline int rt_get_head(const smartbus_router *r, const rt_peer *c, const uint8_t *p,
+                              size_t n, sbw_head *h)
+{
+    int rc = sbw_get_head(p, n, h);
+    if (rc == SBW_OK && (size_t)h->packet_size > rt_packet_limit(r, c)) rc = SBW_ESIZE;
+    return rc;
+}
+
 /* after appending to c's out buffer: congested from the bound on (starts
- * the stall clock); returns 1 when c is congested */
-static inline int out_appended(smartbus_router *r, rt_peer *c)
+ * the stall clock) */
+static inline void out_appended(smartbus_router *r, rt_peer *c)
 {
     if (!c->congested && out_pending(c) >= r->max_out) {
         c->congested = 1;
         c->stall_ref = r->now;
     }
-    return c->congested;
 }
 
 /* ---- connections (router_peer.c) ----------------------------------------- */
 
 /* Accepts what is pending on listener lfd (ipc: the Unix one). */
 SB_HIDDEN void sb_peer_accept(smartbus_router *r, int lfd, int ipc);
+/* Makes connected socket fd a connection of the router (ipc: as if
+ * accepted on the Unix listener; sa/salen: accept()'s peer address, or
+ * NULL); closes fd and returns -1 when out of memory.  sb_peer_accept's
+ * second half, and the fuzzer's door. */
+SB_HIDDEN int  sb_peer_adopt(smartbus_router *r, int fd, int ipc, const struct sockaddr *sa,
+                             socklen_t salen);
 /* Reads once into c->in: 1 when bytes came, 0 when none (would block),
  * -1 when c must be disconnected (end of stream, error, bad head, no
  * memory; *why says which). */
-SB_HIDDEN int  sb_peer_read(rt_peer *c, const char **why);
+SB_HIDDEN int  sb_peer_read(smartbus_router *r, rt_peer *c, const char **why);
+/* Counts a connection closed for its packet head (rt_get_head failed);
+ * returns the reason to close it with. */
+SB_HIDDEN const char *sb_peer_bad_head(smartbus_router *r);
 /* 1 when c->in holds a complete packet (or a bad head) to handle */
-SB_HIDDEN int  sb_peer_input_ready(const rt_peer *c);
+SB_HIDDEN int  sb_peer_input_ready(const smartbus_router *r, const rt_peer *c);
 /* Writes c->out with one send(); ends congestion once below half the
  * bound.  -1 when c must be disconnected (*why says why), else 0. */
 SB_HIDDEN int  sb_peer_write(smartbus_router *r, rt_peer *c, const char **why);
@@ -229,6 +288,14 @@ static inline void sb_monitor_turn(smartbus_router *r)
 {
     if (sb_relaxed(&r->mon.pending)) sb_monitor_serve(r);
 }
+
+/* ---- the loop (router_loop.c) --------------------------------------------- */
+
+/* One turn of the run loop: waits for at most *timeout_ms (-1: no limit)
+ * and handles what came; then sets *timeout_ms to the next turn's.  0, or
+ * an SMARTBUS_ERR_* code (out of memory, poll failed).
+ * smartbus_router_run's body, and the fuzzer's. */
+SB_HIDDEN int sb_router_turn(smartbus_router *r, int *timeout_ms);
 
 /* ---- the bus (router_route.c) --------------------------------------------- */
 

@@ -83,7 +83,7 @@ static void phase_input(smartbus_router *r, const poll_set *ps)
         } else if (c->draining) {
             if (sb_peer_drain(c) < 0) sb_route_disconnect(r, c, "registration refused");
         } else if (!c->closing && !c->blocked_on && (re & (POLLIN | POLLHUP | POLLERR))) {
-            int got = sb_peer_read(c, &why);
+            int got = sb_peer_read(r, c, &why);
             if (got > 0) sb_route_input(r, c);
             else if (got < 0) sb_route_disconnect(r, c, why);
         } else if (re & (POLLHUP | POLLERR)) {
@@ -112,7 +112,7 @@ static void phase_output(smartbus_router *r)
 }
 
 /* 4. refused connections flushed (shut the write side, then drain) or
- * drained for too long; stalled peers */
+ * drained for too long; connections not registered in time; stalled peers */
 static void phase_closings(smartbus_router *r)
 {
     for (size_t i = 0; i < r->npeers; i++) {
@@ -120,6 +120,9 @@ static void phase_closings(smartbus_router *r)
         if (c->dead) continue;
         if (c->draining) {
             if (r->now >= c->drain_until) sb_route_disconnect(r, c, "registration refused");
+        } else if (!c->registered && r->now >= c->register_by) {
+            ST_ADD(r, registration_timeouts, 1);
+            sb_route_disconnect(r, c, "not registered in time");
         } else if (c->closing && out_pending(c) == 0) {
             if (shutdown(c->fd, SHUT_WR) != 0) {
                 sb_route_disconnect(r, c, "registration refused");
@@ -129,7 +132,7 @@ static void phase_closings(smartbus_router *r)
             }
         } else if (c->congested && r->now - c->stall_ref >= r->stall_ms) {
             ST_ADD(r, stalled_disconnects, 1);
-            sb_route_disconnect(r, c, "stalled (out buffer full, peer not reading)");
+            sb_route_disconnect(r, c, "stalled (queue not below half the bound in time)");
         }
     }
 }
@@ -141,24 +144,32 @@ static void phase_resume(smartbus_router *r)
         rt_peer *c = r->peers[i];
         if (c->dead) continue;
         if (c->blocked_on && !c->blocked_on->congested) c->blocked_on = NULL;
-        if (sb_peer_input_ready(c)) sb_route_input(r, c);
+        if (sb_peer_input_ready(r, c)) sb_route_input(r, c);
     }
 }
 
+/* the deadline of connection c that comes first: drain, registration or
+ * stall (-1: none) */
+static int64_t peer_deadline(const smartbus_router *r, const rt_peer *c)
+{
+    if (c->draining) return c->drain_until;
+    if (!c->registered) return c->register_by;
+    return c->congested ? c->stall_ref + r->stall_ms : -1;
+}
+
 /* the next poll()'s timeout: 0 with buffered input left (a sender resumed
- * by a close), else until the nearest stall, drain or accept deadline, else
- * none (-1) */
+ * by a close), else until the nearest stall, drain, registration or accept
+ * deadline, else none (-1) */
 static int next_timeout(const smartbus_router *r)
 {
     int64_t deadline = -1;
     for (size_t i = 0; i < r->npeers; i++) {
         const rt_peer *c = r->peers[i];
-        if (sb_peer_input_ready(c)) {
+        if (sb_peer_input_ready(r, c)) {
             deadline = r->now;
             break;
         }
-        int64_t d = c->congested ? c->stall_ref + r->stall_ms
-                    : c->draining ? c->drain_until : -1;
+        int64_t d = peer_deadline(r, c);
         if (d >= 0 && (deadline < 0 || d < deadline)) deadline = d;
     }
     if (r->now < r->accept_pause_until) {
@@ -169,42 +180,43 @@ static int next_timeout(const smartbus_router *r)
     return t <= 0 ? 0 : (t > INT_MAX ? INT_MAX : (int)t);
 }
 
+int sb_router_turn(smartbus_router *r, int *timeout_ms)
+{
+    poll_set ps;
+    if (prepare_poll_set(r, &ps) != 0) return SMARTBUS_ERR_MEM_ALLOC;
+    int n = poll(r->pfds, ps.nfds, *timeout_ms);
+    r->now = sb_now_ms();
+    if (n < 0) {
+        if (errno != EINTR) {
+            sb_trace("router: poll: %s", strerror(errno));
+            return SMARTBUS_ERR_OTHER;
+        }
+        *timeout_ms = 0;
+        return 0;
+    }
+    if (r->pfds[0].revents) sb_waker_drain(&r->waker);
+    if (sb_load(&r->stop)) return 0;
+
+    phase_input(r, &ps);
+    phase_accept(r, &ps);
+    phase_output(r);
+    phase_closings(r);
+    phase_resume(r);
+    sb_peers_sweep(r);
+    sb_monitor_turn(r);
+    *timeout_ms = next_timeout(r);
+    return 0;
+}
+
 int smartbus_router_run(smartbus_router *r)
 {
     if (!r) return SMARTBUS_ERR_ARGUMENT;
     int rc = 0;
-    int timeout = -1;
     r->now = sb_now_ms();
+    int timeout = next_timeout(r);    /* run() again after a stop: deadlines pending */
     sb_monitor_running(r, 1);
-    while (!sb_load(&r->stop)) {
-        poll_set ps;
-        if (prepare_poll_set(r, &ps) != 0) {
-            rc = SMARTBUS_ERR_MEM_ALLOC;
-            break;
-        }
-        int n = poll(r->pfds, ps.nfds, timeout);
-        r->now = sb_now_ms();
-        if (n < 0) {
-            if (errno == EINTR) {
-                timeout = 0;
-                continue;
-            }
-            rc = SMARTBUS_ERR_OTHER;
-            sb_trace("router: poll: %s", strerror(errno));
-            break;
-        }
-        if (r->pfds[0].revents) sb_waker_drain(&r->waker);
-        if (sb_load(&r->stop)) break;
-
-        phase_input(r, &ps);
-        phase_accept(r, &ps);
-        phase_output(r);
-        phase_closings(r);
-        phase_resume(r);
-        sb_peers_sweep(r);
-        sb_monitor_turn(r);
-        timeout = next_timeout(r);
-    }
+    while (!sb_load(&r->stop) && (rc = sb_router_turn(r, &timeout)) == 0)
+        continue;
     sb_monitor_running(r, 0);
     sb_store(&r->stop, 0);            /* consumed: run() may be called again */
     return rc;

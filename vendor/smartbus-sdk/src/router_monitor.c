@@ -58,7 +58,7 @@ void sb_monitor_accepted(rt_peer *c, const struct sockaddr *sa, socklen_t salen)
         return;
     }
     char host[INET6_ADDRSTRLEN], serv[8];      /* numeric: an IPv6 address, a port */
-    if (getnameinfo(sa, salen, host, sizeof host, serv, sizeof serv,
+    if (!sa || getnameinfo(sa, salen, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV) != 0)
         return;
     const char *fmt = sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s";

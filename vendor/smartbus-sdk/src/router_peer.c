@@ -1,12 +1,15 @@
 /*
- * router_peer.c - the bytes of the router's connections: accept new ones,
- * read into their in buffers, write their out buffers, drain refused ones,
- * close and free them.  What the bytes mean is router_route.c's; these
- * functions report a broken connection to their caller instead of
- * disconnecting it themselves (a disconnect involves the registration).
+ * router_peer.c - the bytes of the router's connections: accept new ones
+ * (or close them at once: too many, no descriptor left), read into their in
+ * buffers (heads over the size limit refused), write their out buffers,
+ * drain refused ones, close and free them.  What the bytes mean is
+ * router_route.c's; these functions report a broken connection to their
+ * caller instead of disconnecting it themselves (a disconnect involves the
+ * registration).
  */
 #include "platform.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,13 +17,35 @@
 
 #include "router_internal.h"
 
-#define RT_READ_MIN          ((size_t)64 << 10)   /* free space before each read */
 #define RT_OUT_KEEP          ((size_t)4 << 20)    /* empty out buffers above this are freed */
 #define RT_ACCEPT_BATCH      64
 #define RT_ACCEPT_BACKOFF_MS 100                  /* after EMFILE and the like */
 #define RT_DRAIN_CHUNK       4096
 
 /* ---- accept --------------------------------------------------------------- */
+
+/* closes a newcomer at once (too many connections, or none allowed) */
+static void reject(smartbus_router *r, int fd, const char *why)
+{
+    sb_trace("router: rejected fd %d: %s", fd, why);
+    close(fd);
+    ST_ADD(r, rejected_connections, 1);
+}
+
+/* No descriptor is left: gives up the spare one to accept the first
+ * pending newcomer and close it (a clean close instead of a wait in the
+ * backlog), then takes the spare back.  1 when one was closed, 0 when none
+ * was pending, -1 when that did not work (no spare, or it was taken). */
+static int reject_without_fd(smartbus_router *r, int lfd)
+{
+    if (r->spare_fd < 0) return -1;
+    close(r->spare_fd);
+    int fd = accept(lfd, NULL, NULL);
+    int none_pending = fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (fd >= 0) reject(r, fd, "no file descriptor left");
+    r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 ? 1 : none_pending ? 0 : -1;
+}
 
 void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
 {
@@ -30,53 +55,75 @@ void sb_peer_accept(smartbus_router *r, int lfd, int ipc)
         int fd = accept(lfd, (struct sockaddr *)&sa, &salen);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                sb_trace("router: accept: %s", strerror(errno));
-                r->accept_pause_until = r->now + RT_ACCEPT_BACKOFF_MS;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (errno == EMFILE || errno == ENFILE) {
+                int rc = reject_without_fd(r, lfd);
+                if (rc > 0) continue;
+                if (rc == 0) return;
             }
+            sb_trace("router: accept: %s", strerror(errno));
+            r->accept_pause_until = r->now + RT_ACCEPT_BACKOFF_MS;
             return;
         }
-        if (sb_set_nonblock(fd) != 0) {
-            close(fd);
+        if (r->npeers >= r->max_conns) {
+            reject(r, fd, "too many connections");
             continue;
         }
-        if (!ipc) sb_set_nodelay(fd);
-        sb_socket_nosigpipe(fd);
-        if (r->npeers == r->cappeers) {
-            size_t cap = r->cappeers ? r->cappeers * 2 : 16;
-            rt_peer **np = realloc(r->peers, cap * sizeof *np);
-            if (!np) {
-                close(fd);
-                return;
-            }
-            r->peers = np;
-            r->cappeers = cap;
-        }
-        rt_peer *c = calloc(1, sizeof *c);
-        if (!c) {
-            close(fd);
-            return;
-        }
-        c->fd = fd;
-        c->ipc = (uint8_t)ipc;
-        sb_monitor_accepted(c, (struct sockaddr *)&sa, salen);
-        r->peers[r->npeers++] = c;
-        ST_ADD(r, accepted, 1);
-        sb_trace("router: accepted fd %d (%s)", fd, ipc ? "ipc" : "tcp");
+        if (sb_peer_adopt(r, fd, ipc, (struct sockaddr *)&sa, salen) != 0) return;
     }
+}
+
+int sb_peer_adopt(smartbus_router *r, int fd, int ipc, const struct sockaddr *sa,
+                  socklen_t salen)
+{
+    if (sb_set_nonblock(fd) != 0) {
+        close(fd);
+        return 0;                     /* this one is lost, the next may work */
+    }
+    if (!ipc) sb_set_nodelay(fd);
+    sb_socket_nosigpipe(fd);
+    if (r->npeers == r->cappeers) {
+        size_t cap = r->cappeers ? r->cappeers * 2 : 16;
+        rt_peer **np = realloc(r->peers, cap * sizeof *np);
+        if (!np) {
+            close(fd);
+            return -1;
+        }
+        r->peers = np;
+        r->cappeers = cap;
+    }
+    rt_peer *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return -1;
+    }
+    c->fd = fd;
+    c->ipc = (uint8_t)ipc;
+    c->register_by = r->now + r->register_ms;
+    sb_monitor_accepted(c, sa, salen);
+    r->peers[r->npeers++] = c;
+    ST_ADD(r, accepted, 1);
+    sb_trace("router: accepted fd %d (%s)", fd, ipc ? "ipc" : "tcp");
+    return 0;
 }
 
 /* ---- input ---------------------------------------------------------------- */
 
-int sb_peer_read(rt_peer *c, const char **why)
+const char *sb_peer_bad_head(smartbus_router *r)
+{
+    ST_ADD(r, protocol_errors, 1);
+    return "bad packet head or packet over the size limit";
+}
+
+int sb_peer_read(smartbus_router *r, rt_peer *c, const char **why)
 {
     sb_buf *b = &c->in;
     if (b->off > 0) sb_buf_compact(b);
     size_t want = RT_READ_MIN;
     if (b->len >= SBW_HEAD_SIZE) {
         sbw_head h;
-        if (sbw_get_head(b->p, b->len, &h) != SBW_OK) {
-            *why = "bad packet head";
+        if (rt_get_head(r, c, b->p, b->len, &h) != SBW_OK) {
+            *why = sb_peer_bad_head(r);
             return -1;
         }
         if ((size_t)h.packet_size > b->len + want) want = (size_t)h.packet_size - b->len;
@@ -102,13 +149,13 @@ int sb_peer_read(rt_peer *c, const char **why)
     return 0;
 }
 
-int sb_peer_input_ready(const rt_peer *c)
+int sb_peer_input_ready(const smartbus_router *r, const rt_peer *c)
 {
     if (c->dead || c->closing || c->blocked_on) return 0;
     size_t avail = c->in.len - c->in.off;
     if (avail < SBW_HEAD_SIZE) return 0;
     sbw_head h;
-    if (sbw_get_head(c->in.p + c->in.off, avail, &h) != SBW_OK) return 1;
+    if (rt_get_head(r, c, c->in.p + c->in.off, avail, &h) != SBW_OK) return 1;
     return (size_t)h.packet_size <= avail;
 }
 
@@ -138,11 +185,7 @@ int sb_peer_write(smartbus_router *r, rt_peer *c, const char **why)
             b->off = b->len = 0;
             sb_buf_trim(b, RT_OUT_KEEP);
         }
-        if (c->congested) {
-            size_t left = out_pending(c);
-            if (left == 0 || left < r->max_out / 2) c->congested = 0;
-            else c->stall_ref = r->now;
-        }
+        if (c->congested && out_pending(c) < r->max_out / 2) c->congested = 0;
     } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         *why = strerror(errno);
         return -1;

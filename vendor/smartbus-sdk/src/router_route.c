@@ -25,10 +25,15 @@ static sbw_head router_head(const smartbus_router *r, uint8_t cmd, uint8_t cmdty
     return h;
 }
 
-/* Room for `need` bytes of control traffic to c, always granted (it pauses
- * nobody); NULL when out of memory, and c is then disconnected. */
+/* Room for `need` bytes of control traffic to c (it pauses nobody); NULL
+ * when c's budget is spent or memory is out, and c is then disconnected. */
 static uint8_t *control_room(smartbus_router *r, rt_peer *c, size_t need)
 {
+    if (out_pending(c) + need > r->budget) {
+        ST_ADD(r, stalled_disconnects, 1);
+        sb_route_disconnect(r, c, "stalled (its queue reached the budget)");
+        return NULL;
+    }
     if (out_reserve(c, need) != 0) {
         sb_route_disconnect(r, c, "out of memory");
         return NULL;
@@ -65,10 +70,11 @@ static void send_global(smartbus_router *r, rt_peer *to, uint8_t cmd, const rt_p
     control_added(r, to, sbw_put_global(q, need, &h, &g, SBW_PAD_NONE));
 }
 
-/* cmd 5 -> cmd 6 with the payload echoed, src and dst swapped (NET.md §5.4) */
+/* cmd 5 -> cmd 6 with the payload echoed, src and dst swapped (NET.md §5.4);
+ * not to a congested client (see router_internal.h) */
 static void answer_heartbeat(smartbus_router *r, rt_peer *c, const uint8_t *p, int32_t datalen)
 {
-    if (datalen > RT_HB_MAX_ECHO) return;
+    if (datalen > RT_HB_MAX_ECHO || c->congested) return;
     size_t need = SBW_HEAD_SIZE + (size_t)datalen;
     uint8_t *q = control_room(r, c, need);
     if (!q) return;
@@ -156,69 +162,89 @@ static void handle_register(smartbus_router *r, rt_peer *c, const uint8_t *p, co
 
 /* ---- routing ------------------------------------------------------------------ */
 
-/* Appends one packet to d as forwarded (sbw_put_forwarded).  Returns 1 when
- * d is congested, 0 otherwise, -1 when d died. */
-static int deliver(smartbus_router *r, rt_peer *d, const uint8_t *p, int32_t datalen)
+/* Appends one packet from s to d as forwarded (sbw_put_forwarded: stamped
+ * with s's identity); d is not congested.  A d that cannot get the memory
+ * is disconnected. */
+static void deliver(smartbus_router *r, const rt_peer *s, rt_peer *d, const uint8_t *p,
+                    int32_t datalen)
 {
     if (out_reserve(d, SBW_HEAD_SIZE + (size_t)datalen) != 0) {
         sb_route_disconnect(r, d, "out of memory");
-        return -1;
+        return;
     }
-    d->out.len += sbw_put_forwarded(d->out.p + d->out.len, p, datalen);
+    d->out.len += sbw_put_forwarded(d->out.p + d->out.len, p, datalen, s->type, s->unit,
+                                    s->client);
     d->mon.msgs_out++;
     ST_ADD(r, routed_msgs, 1);
     ST_ADD(r, routed_bytes, datalen);
-    return out_appended(r, d);
+    out_appended(r, d);
 }
 
-static void route(smartbus_router *r, rt_peer *s, const uint8_t *p, const sbw_head *h)
+/* pauses sender s until destination `full` is no longer congested */
+static int pause_sender(smartbus_router *r, rt_peer *s, rt_peer *full)
+{
+    s->blocked_on = full;
+    ST_ADD(r, paused_reads, 1);
+    return 1;
+}
+
+/* Routes the packet p from s by its destination.  1 when s was paused
+ * instead (a destination is congested: the packet stays for later), else
+ * 0 (delivered, or dropped for want of a destination). */
+static int route(smartbus_router *r, rt_peer *s, const uint8_t *p, const sbw_head *h)
 {
     int delivered = 0;
-    rt_peer *full = NULL;
     if (h->dst_client == 0xFF) {
         rt_peer *const *row = r->table[h->dst_unit];
+        for (int i = 0; i < 256; i++) {          /* all or none: none may be congested */
+            rt_peer *d = row[i];
+            if (d && d != s && d->type == h->dst_type && d->congested)
+                return pause_sender(r, s, d);
+        }
         for (int i = 0; i < 256; i++) {
             rt_peer *d = row[i];
             if (!d || d == s || d->type != h->dst_type) continue;
-            int rc = deliver(r, d, p, h->datalen);
-            if (rc >= 0) delivered = 1;
-            if (rc > 0) full = d;
+            deliver(r, s, d, p, h->datalen);
+            delivered = 1;
         }
     } else {
         rt_peer *d = r->table[h->dst_unit][h->dst_client];
         if (d) {
-            int rc = deliver(r, d, p, h->datalen);
-            if (rc >= 0) delivered = 1;
-            if (rc > 0) full = d;
+            if (d->congested) return pause_sender(r, s, d);
+            deliver(r, s, d, p, h->datalen);
+            delivered = 1;
         }
     }
     if (!delivered) ST_ADD(r, dropped_no_route, 1);
-    if (full && !s->dead && !full->dead && !s->blocked_on) {
-        s->blocked_on = full;
-        ST_ADD(r, paused_reads, 1);
-    }
+    return 0;
 }
 
 /* ---- received packets ------------------------------------------------------------ */
 
-static void handle_packet(smartbus_router *r, rt_peer *c, const uint8_t *p, const sbw_head *h)
+/* Handles one packet of c: 1 when c was paused on it (it stays in c's
+ * input), else 0. */
+static int handle_packet(smartbus_router *r, rt_peer *c, const uint8_t *p, const sbw_head *h)
 {
+    if (!c->registered) {                 /* only a registration counts */
+        if (h->cmdtype == SMARTBUS_CMDTYPE_INTERNAL && h->cmd == SMARTBUS_CMD_REGISTER)
+            handle_register(r, c, p, h);
+        else
+            ST_ADD(r, dropped_unregistered, 1);
+        return 0;
+    }
     if (h->cmdtype == SMARTBUS_CMDTYPE_INTERNAL) {
-        if (h->cmd == SMARTBUS_CMD_HEARTBEAT) {
-            answer_heartbeat(r, c, p, h->datalen);
-        } else if (!c->registered) {
-            if (h->cmd == SMARTBUS_CMD_REGISTER) handle_register(r, c, p, h);
-            else ST_ADD(r, dropped_unregistered, 1);
+        if (h->cmd == SMARTBUS_CMD_HEARTBEAT) answer_heartbeat(r, c, p, h->datalen);
+        return 0;                         /* other cmdtype-0 packets: ignored */
+    }
+    if (h->cmdtype == SMARTBUS_CMDTYPE_SYSTEM) {
+        if (h->cmd == SMARTBUS_SYSCMD_GLOBAL_CONNECT) {
+            ST_ADD(r, dropped_forged, 1);   /* only the router originates them */
+            return 0;
         }
-        return;                       /* other cmdtype-0 packets: ignored */
+        if (h->cmd == SMARTBUS_SYSCMD_GLOBAL_CONNECT_ANSWER)
+            return 0;                     /* absorbed, see router_internal.h */
     }
-    if (!c->registered) {
-        ST_ADD(r, dropped_unregistered, 1);
-        return;
-    }
-    if (h->cmdtype == SMARTBUS_CMDTYPE_SYSTEM && h->cmd == SMARTBUS_SYSCMD_GLOBAL_CONNECT_ANSWER)
-        return;                       /* absorbed, see router_internal.h */
-    route(r, c, p, h);
+    return route(r, c, p, h);
 }
 
 void sb_route_input(smartbus_router *r, rt_peer *c)
@@ -229,13 +255,13 @@ void sb_route_input(smartbus_router *r, rt_peer *c)
         if (avail < SBW_HEAD_SIZE) break;
         const uint8_t *p = b->p + b->off;
         sbw_head h;
-        if (sbw_get_head(p, avail, &h) != SBW_OK) {
-            sb_route_disconnect(r, c, "bad packet head");
+        if (rt_get_head(r, c, p, avail, &h) != SBW_OK) {
+            sb_route_disconnect(r, c, sb_peer_bad_head(r));
             return;
         }
         if ((size_t)h.packet_size > avail) break;
+        if (handle_packet(r, c, p, &h)) break;     /* paused: the packet stays */
         c->mon.msgs_in++;
-        handle_packet(r, c, p, &h);
         b->off += (size_t)h.packet_size;
     }
     if (b->off == b->len) {
