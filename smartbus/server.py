@@ -86,13 +86,13 @@ class Server:
         if max_out_bytes and max_out_bytes < _native.ROUTER_MIN_OUT_BYTES:
             raise ValueError("max_out_bytes must be at least %d (0 for the default), got %d"
                              % (_native.ROUTER_MIN_OUT_BYTES, max_out_bytes))
-        timeouts = [seconds_to_ms(value, name) for value, name in (
-            (stall_timeout, "stall_timeout"), (registration_timeout, "registration_timeout"))]
-        if 0 in timeouts:
+        stall_ms = seconds_to_ms(stall_timeout, "stall_timeout")
+        registration_ms = seconds_to_ms(registration_timeout, "registration_timeout")
+        if not stall_ms or not registration_ms:
             raise ValueError("stall_timeout and registration_timeout must be more than 0 s")
         max_connections = check_int(max_connections, "max_connections", 1)
         self._router = _native.Router(host, port, unit_id, user, password, ipc_path,
-                                      max_out_bytes, *timeouts, max_connections)
+                                      max_out_bytes, stall_ms, registration_ms, max_connections)
         self.host = host
         self.port = self._router.port
         self.unit_id = unit_id
