@@ -13,8 +13,10 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any, List, Optional
 
 from smartbus import ipc, net
+from smartbus.head import Head
 from smartbus.ipsc import FlowServer
 from smartbus.server import Server
 
@@ -23,7 +25,7 @@ ALICE_UNIT = 20                   # the NET unit of this process (Client.initial
 _print_lock = threading.Lock()
 
 
-def say(who, text):
+def say(who: str, text: str) -> None:
     with _print_lock:             # handlers of both clients print concurrently
         print("%-6s %s" % (who, text), flush=True)
 
@@ -31,20 +33,20 @@ def say(who, text):
 class Alice(net.Client):
     """A NET client: TCP to the router."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connected = threading.Event()
         self.got = threading.Event()
         self.pinged = threading.Event()
         self.flow_done = threading.Event()
 
-    def on_connect(self):
+    def on_connect(self) -> None:
         # (unit_id is the access point's once registered, as in the old package)
-        say("alice", "registered (NET unit %d, client %d), access point unit %d"
+        say("alice", "registered (NET unit %d, client %d), access point unit %s"
             % (ALICE_UNIT, self.client_id, self.access_unit_id))
         self.connected.set()
 
-    def on_data(self, head, data):
+    def on_data(self, head: Head, data: bytes) -> None:
         if head.cmd == 8:        # a ping answer, sent by the peer's library
             say("alice", "ping answered by unit %d client %d: %r"
                 % (head.src_unit_id, head.src_unit_client_id, data))
@@ -55,41 +57,45 @@ class Alice(net.Client):
             self.got.set()
 
 
-    def on_flow_ack(self, head, project_id, invoke_id, status_code, msg):
+    def on_flow_ack(self, head: Optional[Head], project_id: str, invoke_id: int,
+                    status_code: int, msg: str) -> None:
         say("alice", "flow %s invoke %d acknowledged: %d %r"
             % (project_id, invoke_id, status_code, msg))
 
-    def on_flow_resp(self, head, project_id, invoke_id, params):
+    def on_flow_resp(self, head: Optional[Head], project_id: str, invoke_id: int,
+                     params: List[Any]) -> None:
         say("alice", "flow %s invoke %d returned %r" % (project_id, invoke_id, params))
         self.flow_done.set()
 
-    def on_flow_timeout(self, head, project_id, invoke_id):
+    def on_flow_timeout(self, head: Optional[Head], project_id: str, invoke_id: int) -> None:
         say("alice", "flow %s invoke %d timed out" % (project_id, invoke_id))
 
-    def on_flow_error(self, head, project_id, invoke_id, error_code):
+    def on_flow_error(self, head: Optional[Head], project_id: str, invoke_id: int,
+                      error_code: int) -> None:
         say("alice", "flow %s invoke %d failed: %d" % (project_id, invoke_id, error_code))
 
 
 class Bob(ipc.Client):
     """An IPC client: Unix socket to the router on this host."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connected = threading.Event()
         self.got = threading.Event()
 
-    def on_connect(self):
-        say("bob", "registered (IPC, unit %d learnt from the router, client %d)"
+    def on_connect(self) -> None:
+        say("bob", "registered (IPC, unit %s learnt from the router, client %d)"
             % (self.unit_id, self.client_id))
         self.connected.set()
 
-    def on_global_connect_state_changed(self, unit_id, client_id, client_type, access_unit_id,
-                                        status_code, info):
+    def on_global_connect_state_changed(self, unit_id: int, client_id: int, client_type: int,
+                                        access_unit_id: int, status_code: int,
+                                        info: str) -> None:
         state = {0: "left", 1: "arrived", 2: "is already here"}.get(status_code, status_code)
         say("bob", "bus: unit %d client %d (type %d, %r) %s"
             % (unit_id, client_id, client_type, info, state))
 
-    def on_data(self, head, data):
+    def on_data(self, head: Head, data: bytes) -> None:
         if head.cmd == 7:
             say("bob", "pinged by unit %d (my library answers by itself)" % head.src_unit_id)
             return
@@ -100,12 +106,12 @@ class Bob(ipc.Client):
         self.got.set()
 
 
-def wait(event, what, timeout=5.0):
+def wait(event: threading.Event, what: str, timeout: float = 5.0) -> None:
     if not event.wait(timeout):
         raise SystemExit("demo: %s did not happen within %s s" % (what, timeout))
 
 
-def main():
+def main() -> int:
     tmp = tempfile.mkdtemp(prefix="smartbus-demo")
     ipc_path = os.path.join(tmp, "ipc")
     try:
@@ -133,7 +139,7 @@ def main():
             fs = FlowServer(process_index=1, ipc_path=ipc_path)
 
             @fs.flow("demo", "greet")
-            def greet(name, count):
+            def greet(name: str, count: int) -> List[Any]:
                 say("flows", "greet(%r, %r) running in the FlowServer" % (name, count))
                 return ["你好, %s" % name, count * 2]
 

@@ -82,7 +82,7 @@ class SmartBusError(Exception):
         """The error code's name, e.g. ``'SMARTBUS_ERR_BUFF_FULL'``."""
         return self._message
 
-    def __reduce__(self) -> tuple[type[SmartBusError], tuple[int, str]]:
+    def __reduce__(self) -> "tuple[object, ...]":
         return (type(self), (self._code, self._message))
 
 

@@ -43,7 +43,7 @@ import os
 import queue
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Type
 
 import pytest
 
@@ -80,7 +80,7 @@ def smartbus_server(request: pytest.FixtureRequest) -> Iterator["Server"]:
     from smartbus.server import Server
     # a short directory: Unix socket paths are limited to 107 bytes
     tmp = tempfile.mkdtemp(prefix="sbt")
-    kwargs = dict(host="127.0.0.1", port=0, ipc_path=os.path.join(tmp, "ipc"))
+    kwargs: Dict[str, Any] = dict(host="127.0.0.1", port=0, ipc_path=os.path.join(tmp, "ipc"))
     kwargs.update(_marker_kwargs(request, "smartbus_server"))
     try:
         server = Server(**kwargs).start()
@@ -98,7 +98,8 @@ def flow_server(request: pytest.FixtureRequest,
     """A started FlowServer on smartbus_server (process index 0); stopped at
     teardown."""
     from smartbus.ipsc import FlowServer
-    kwargs = dict(process_index=FLOW_SERVER_PROCESS, ipc_path=smartbus_server.ipc_path)
+    kwargs: Dict[str, Any] = dict(process_index=FLOW_SERVER_PROCESS,
+                                  ipc_path=smartbus_server.ipc_path)
     kwargs.update(_marker_kwargs(request, "flow_server"))
     server = FlowServer(**kwargs)
     try:

@@ -284,6 +284,7 @@ def _open(args: argparse.Namespace, client_id: int, info: str,
           avoid_unit: Optional[int]) -> Tool:
     """A new client of the tool, connecting."""
     credentials = {"user": args.user, "password": args.password, "info": info}
+    made: Tool
     try:
         if args.ipc is not None:
             made = IpcTool.create(client_id, args.client_type,
