@@ -212,6 +212,7 @@ cdef extern from "smartbus_ext.h" nogil:
     int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process_index,
                                     const char *project_id, const char *flow_id, int mode,
                                     int timeout_ms, const char *params, int params_len)
+    void smartbus_invoke_ids_start_at(int32_t first)
     int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
                                const char *project_id, const char *title, int mode,
                                int expires_ms, const char *params, int params_len)

@@ -317,6 +317,13 @@ cdef class NativeClient:
         self.on_connect()
 
 
+def _invoke_ids_start_at(int first):
+    """Tests only: the next invoke id of this process is ``first`` (the
+    vendor client counts from 1, as the golden vectors were captured); 0
+    goes back to a random start (the default)."""
+    smartbus_invoke_ids_start_at(first)
+
+
 cdef inline void _sleep_ms(int ms) noexcept nogil:
     cdef timespec ts
     ts.tv_sec = ms // 1000

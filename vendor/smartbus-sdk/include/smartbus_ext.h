@@ -110,7 +110,10 @@ SMARTBUS_API int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, 
                                       int dst_client, int dst_type, const void *data, int size);
 SMARTBUS_API int smartbus_client_ping(smartbus_client *c, int dst_unit, int dst_client,
                                       int dst_type, const void *data, int size);
-/* Returns the invoke id (> 0) or an error code. */
+/* Returns the invoke id (> 0) or an error code.  Invoke ids start at a
+ * random value in 1..2^30 per process (from /dev/urandom) and count up by
+ * one (after 2^31-1 comes 1); acks and results are accepted only from the
+ * IPSC the invoke went to. */
 SMARTBUS_API int smartbus_client_invoke_flow(smartbus_client *c, int server_unit,
                                              int process_index, const char *project_id,
                                              const char *flow_id, int mode, int timeout_ms,
@@ -119,6 +122,10 @@ SMARTBUS_API int smartbus_client_invoke_flow(smartbus_client *c, int server_unit
 SMARTBUS_API int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
                                         const char *project_id, const char *title, int mode,
                                         int expires_ms, const char *params, int params_len);
+/* For tests that compare invokes with captures of the vendor client,
+ * whose ids count from 1: the next invoke id of this process is `first`
+ * (> 0); 0 goes back to a random start. */
+SMARTBUS_API void smartbus_invoke_ids_start_at(int32_t first);
 /* Send a flow ack (cmd 13: code 1 = started, else an error; text = message)
  * or a flow result (cmd 12: text = the result JSON) back to an invoker:
  * what an IPSC does (used by smartbus.ipsc.FlowServer).  0 or an error code. */

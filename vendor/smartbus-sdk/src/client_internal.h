@@ -165,22 +165,28 @@ SB_HIDDEN void sb_link_close_all(smartbus_client *c);
 
 /* ---- pending flows (flows.c) ------------------------------------------------ */
 
-/* Application thread, c->lock held: records invocation `id` with its ack
- * and result timers.  NULL when the table is full (or out of memory). */
-SB_HIDDEN sb_flow *sb_flow_start(smartbus_client *c, int32_t id, const char *project_id,
-                                 int mode, int timeout_ms);
+/* Application thread, c->lock held: records invocation `id`, sent to the
+ * IPSC (server_unit, process_index), with its ack and result timers.
+ * NULL when the table is full (or out of memory). */
+SB_HIDDEN sb_flow *sb_flow_start(smartbus_client *c, int32_t id, int server_unit,
+                                 int process_index, const char *project_id, int mode,
+                                 int timeout_ms);
 /* c->lock held: forgets a flow whose invocation could not be queued */
 SB_HIDDEN void sb_flow_cancel(smartbus_client *c, sb_flow *f);
 /* I/O thread: fires expired timers (every FLOW_CHECK_MS while flows are
  * pending); returns ms until the next check, or -1 with nothing pending. */
 SB_HIDDEN int  sb_flows_tick(smartbus_client *c, int64_t now, sb_sink_writer *w);
-/* I/O thread: a flow ack (cmd 13) or result (cmd 12) arrived */
-SB_HIDDEN void sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h,
+/* I/O thread: a flow ack (cmd 13) or result (cmd 12) arrived.  Returns
+ * the invoke id when it names a pending flow but comes from another
+ * source than the IPSC the invoke went to (ignored), else 0. */
+SB_HIDDEN int  sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h,
                                  sb_sink_writer *w);
 
 /* ---- the send queue (sendq.c; I/O thread side) ------------------------------ */
 
 /* moves the application's send queue to the active link and writes */
 SB_HIDDEN void sb_sendq_pump(smartbus_client *c, int64_t now, sb_sink_writer *w);
+/* in the child of a fork(): the child draws its own invoke ids */
+SB_HIDDEN void sb_sendq_after_fork(void);
 
 #endif /* CLIENT_INTERNAL_H */

@@ -331,9 +331,14 @@ static void on_packet(smartbus_client *c, sb_link *k, const uint8_t *pkt, const 
             on_global(c, k, pkt, h, w);
             return;
         case SMARTBUS_SYSCMD_FLOW_RESULT:
-        case SMARTBUS_SYSCMD_FLOW_ACK:
-            sb_flows_on_reply(c, pkt, h, w);
+        case SMARTBUS_SYSCMD_FLOW_ACK: {
+            int foreign = sb_flows_on_reply(c, pkt, h, w);
+            if (foreign)
+                emit_trace(w, c, 1, "flow %s for invoke %d from %u/%u/%u ignored: the invoke "
+                           "went to another IPSC", h->cmd == SMARTBUS_SYSCMD_FLOW_ACK ? "ack"
+                           : "result", foreign, h->src_type, h->src_unit, h->src_client);
             return;
+        }
         default:
             break;
         }
