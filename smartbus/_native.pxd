@@ -285,6 +285,7 @@ cdef class NativeClient:
     cdef smartbus_client *_c
     cdef EventSink _sink
     cdef int _inflight             # native calls running without the GIL
+    cdef bint _from_parent         # closed by os.fork(): made in the parent process
     cdef readonly object event_executor
     cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                    int dst_client_type, object data, bint ping) except -1
@@ -299,6 +300,9 @@ cdef class EventSink:
     cdef smartbus_sink *sink
     cdef dict clients              # local client id -> client object
     cdef object global_callback    # NET: Client.initialize(global_connect_callback)
+    cdef bint _from_parent         # its SDK sink stayed in the parent (os.fork)
+    cdef smartbus_sink *_sdk_sink(self) except? NULL
+    cdef _forked(self)
     cdef void dispatch(self, const smartbus_event *evs, int count) noexcept
     cdef _event(self, const smartbus_event *e)
     cdef _flow_event(self, NativeClient client, const smartbus_event *e)

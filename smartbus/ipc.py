@@ -6,6 +6,7 @@ the ``SMARTBUS_IPC_PATH`` environment variable says otherwise.  The client's
 unit id is the server's, learnt when it registers.
 """
 
+import os
 import threading
 
 from smartbus import _native
@@ -80,3 +81,15 @@ class Client(ClientAPI):
     def unit_id(self):
         """The server's unit id, learnt at registration (None before)."""
         return self.access_unit_id
+
+
+def _after_fork_in_child():
+    # the parent's client is closed in the child (smartbus._native): a new
+    # one may be created
+    Client._instance = None
+    _lock.release()
+
+
+# the singleton is never copied half-changed into a child of os.fork()
+os.register_at_fork(before=_lock.acquire, after_in_parent=_lock.release,
+                    after_in_child=_after_fork_in_child)

@@ -9,6 +9,7 @@
                 dst_client_type=11, data=b"hello")
 """
 
+import os
 import threading
 
 from smartbus import _native
@@ -126,3 +127,15 @@ class Client(ClientAPI):
     @property
     def slave_port(self):
         return self._slave_port
+
+
+def _after_fork_in_child():
+    # the parent's clients are closed in the child (smartbus._native): their
+    # ids are free for new ones, which share the NET event sink as before
+    Client._instances.clear()
+    _lock.release()
+
+
+# the registry is never copied half-changed into a child of os.fork()
+os.register_at_fork(before=_lock.acquire, after_in_parent=_lock.release,
+                    after_in_child=_after_fork_in_child)

@@ -17,6 +17,7 @@ tests/hesong_peer.py):
     {"op": "ping", "dst": [unit, client, type], "data": "hex"}
     {"op": "received", "count": N, "timeout": 5}      # the data messages so far
                                                       # (after waiting for N, if given)
+    {"op": "seqs"}              # the numbers (u32, first 4 bytes) of the data so far
     {"op": "events"}                                  # connect/global/flow_... so far
     {"op": "launch_flow", "args": [unit, process, project, flow, mode, timeout, params]}
     {"op": "notify", "args": [unit, process, project, title, mode, expires, txt]}
@@ -160,6 +161,9 @@ class Peer:
         if op == "received":
             got = self.client.log.wait("data", cmd.get("count", 0), timeout=cmd.get("timeout", 0))
             return {"ok": True, "data": [head_list(h) + [d.hex()] for h, d in got]}
+        if op == "seqs":
+            return {"ok": True, "seqs": [int.from_bytes(d[:4], "little")
+                                         for _, d in self.client.log.of("data")]}
         if op == "events":
             return {"ok": True, "events": [
                 [kind] + [head_list(a) if hasattr(a, "cmd_type") else a for a in args]

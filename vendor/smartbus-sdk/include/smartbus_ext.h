@@ -69,7 +69,8 @@ SMARTBUS_API smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg,
  * sink; undelivered events are discarded.  Free the sink's clients first.
  * Safe to call from the sink's own callback: the thread then ends itself.
  * Waits at most timeout_ms for a callback in progress (then leaks the
- * thread rather than hang); < 0 waits forever. */
+ * thread rather than hang); < 0 waits forever.  In the child of a fork(),
+ * a sink made before the fork never runs and this leaves it alone. */
 SMARTBUS_API void smartbus_sink_free(smartbus_sink *sink, int timeout_ms);
 /* Events queued and not yet delivered (bytes). */
 SMARTBUS_API size_t smartbus_sink_pending(smartbus_sink *sink);
@@ -102,7 +103,11 @@ SMARTBUS_API int smartbus_client_new(const smartbus_client_config *cfg, smartbus
                                      smartbus_client **out);
 /* Starts connecting (returns at once); reconnects by itself afterwards. */
 SMARTBUS_API int smartbus_client_start(smartbus_client *c);
-/* Closes the sockets, waits until the I/O thread has let go, frees. */
+/* Closes the sockets, waits until the I/O thread has let go, frees.
+ * fork(): the child starts its own I/O thread with its first client; the
+ * clients made before the fork belong to the parent: the child must not
+ * use them (their sockets are closed in the child), and this leaves them
+ * alone there (returns at once, their memory leaked). */
 SMARTBUS_API void smartbus_client_free(smartbus_client *c);
 
 /* Sends; the checks and return codes of NET.md §6.1 / IPC.md §4.2. */

@@ -175,19 +175,44 @@ static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int 
     return 0;
 }
 
+/* I/O thread: what a lost link had not begun to write (c->resend, see
+ * link.c) goes to the front of the send queue, before what the
+ * application queued since.  The queue's bounds do not apply: these
+ * packets were accepted already. */
+static void queue_resend_first(smartbus_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    /* resend + queue, built in the resend buffer, becomes the queue */
+    if (sb_buf_reserve(&c->resend, c->sendq.len) == 0) {
+        if (c->sendq.len) memcpy(c->resend.p + c->resend.len, c->sendq.p, c->sendq.len);
+        c->resend.len += c->sendq.len;
+        sb_buf_swap(&c->sendq, &c->resend);
+        sb_store(&c->sendq_msgs, c->sendq_msgs + c->resend_msgs);
+    } else {
+        sb_trace("client %d: out of memory, %d unsent messages lost", c->client_id,
+                 c->resend_msgs);
+    }
+    pthread_mutex_unlock(&c->lock);
+    c->resend.len = c->resend.off = 0;
+    c->resend_msgs = 0;
+}
+
 /* I/O thread */
 void sb_sendq_pump(smartbus_client *c, int64_t now, sb_sink_writer *w)
 {
+    if (c->resend.len) queue_resend_first(c);
     for (int i = 0; i < c->nlinks; i++) {
         sb_link *k = &c->links[i];
         if (k->fd < 0 || k->state < LINK_OPEN) continue;
         for (int round = 0; round < PUMP_ROUNDS; round++) {
+            if (c->resend.len) queue_resend_first(c);     /* a link was lost just now */
             if (i == c->active && k->wbuf.len == 0 && sb_load(&c->sendq_msgs) > 0) {
                 pthread_mutex_lock(&c->lock);
                 sb_buf_swap(&c->sendq, &k->wbuf);
                 c->sendq.len = c->sendq.off = 0;
                 sb_store(&c->sendq_msgs, 0);
                 pthread_mutex_unlock(&c->lock);
+                k->app_end = k->wbuf.len;
             }
             if (k->wbuf.len == 0) break;
             if (sb_link_write(c, k, now, w) < 0 || k->wbuf.len != 0) break;
