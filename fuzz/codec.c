@@ -43,7 +43,8 @@ static void head_and_forwarding(const buffers *b, const uint8_t *p, const sbw_he
     /* plain packet: head bytes and payload kept, padding by the rule asked */
     for (int pad = SBW_PAD_NONE; pad <= SBW_PAD_CLIENT; pad++) {
         sbw_head h1 = *h;
-        int n1 = sbw_put_packet(b->e1, b->cap, &h1, p + SBW_HEAD_SIZE, h->datalen, (sbw_padding)pad);
+        int n1 = sbw_put_packet(b->e1, b->cap, &h1, p + SBW_HEAD_SIZE, h->datalen,
+                                (sbw_padding)pad);
         CHECK(n1 == SBW_HEAD_SIZE + h->datalen + sbw_pad(h->datalen, (sbw_padding)pad));
         CHECK(memcmp(b->e1, p, SBW_HEAD_PACKET_SIZE_AT) == 0);
         CHECK(memcmp(b->e1 + SBW_HEAD_SIZE, p + SBW_HEAD_SIZE, (size_t)h->datalen) == 0);
@@ -98,70 +99,100 @@ static void heartbeat(const buffers *b, const uint8_t *p, size_t n)
     CHECK(memcmp(b->e1 + SBW_HEAD_SIZE, p + SBW_HEAD_SIZE, (size_t)in.datalen) == 0);
 }
 
-static void global(const buffers *b, const uint8_t *p, const uint8_t *q, size_t len)
+/* ---- payloads: encoded from what was decoded, decoded again ------------- */
+
+typedef int (*encode_fn)(uint8_t *out, size_t cap, sbw_head *h, const void *v);
+typedef int (*decode_fn)(const uint8_t *payload, size_t len, void *v);
+typedef int (*same_fields_fn)(const void *a, const void *b);
+
+/* a payload kind: its decoder, encoder and the fields that must survive */
+typedef struct payload_kind {
+    decode_fn decode;
+    encode_fn encode;
+    same_fields_fn same_fields;
+} payload_kind;
+
+static int same_text(const char *a, int32_t alen, const char *b, int32_t blen)
 {
-    sbw_global g1, g2;
-    if (sbw_get_global(q, len, &g1) != SBW_OK) return;
-    sbw_head h = head_of(p);
-    int n1 = sbw_put_global(b->e1, b->cap, &h, &g1, SBW_PAD_CLIENT);
-    CHECK(sbw_get_global(b->e1 + SBW_HEAD_SIZE, SBW_GLOBAL_PAYLOAD, &g2) == SBW_OK);
-    CHECK(g2.unit_id == g1.unit_id && g2.client_id == g1.client_id &&
-          g2.client_type == g1.client_type && g2.ap_unit == g1.ap_unit &&
-          g2.status == g1.status && g2.inner.cmd == g1.inner.cmd);
-    same(b, n1, sbw_put_global(b->e2, b->cap, &h, &g2, SBW_PAD_CLIENT));
+    return alen == blen && memcmp(a, b, (size_t)alen) == 0;
 }
 
-static void invoke(const buffers *b, const uint8_t *p, const uint8_t *q, size_t len)
+static int enc_global(uint8_t *o, size_t cap, sbw_head *h, const void *v)
+{ return sbw_put_global(o, cap, h, v, SBW_PAD_CLIENT); }
+static int dec_global(const uint8_t *q, size_t len, void *v) { return sbw_get_global(q, len, v); }
+static int same_global(const void *a, const void *b)
 {
-    sbw_invoke v1, v2;
-    if (sbw_get_invoke(q, len, &v1) != SBW_OK) return;
-    CHECK(v1.params >= (const char *)q && v1.params_len >= 0 &&
-          v1.params + v1.params_len <= (const char *)q + len);
-    sbw_head h = head_of(p);
-    int n1 = sbw_put_invoke(b->e1, b->cap, &h, &v1, SBW_PAD_CLIENT);
-    CHECK(sbw_get_invoke(b->e1 + SBW_HEAD_SIZE, (size_t)h.datalen, &v2) == SBW_OK);
-    CHECK(v2.invoke_id == v1.invoke_id && v2.mode == v1.mode && v2.channel == v1.channel &&
-          v2.params_len == v1.params_len && memcmp(v2.params, v1.params, (size_t)v1.params_len) == 0);
-    same(b, n1, sbw_put_invoke(b->e2, b->cap, &h, &v2, SBW_PAD_CLIENT));
+    const sbw_global *x = a, *y = b;
+    return x->unit_id == y->unit_id && x->client_id == y->client_id &&
+           x->client_type == y->client_type && x->ap_unit == y->ap_unit &&
+           x->status == y->status && x->inner.cmd == y->inner.cmd;
 }
 
-static void notify(const buffers *b, const uint8_t *p, const uint8_t *q, size_t len)
+static int enc_invoke(uint8_t *o, size_t cap, sbw_head *h, const void *v)
+{ return sbw_put_invoke(o, cap, h, v, SBW_PAD_CLIENT); }
+static int dec_invoke(const uint8_t *q, size_t len, void *v) { return sbw_get_invoke(q, len, v); }
+static int same_invoke(const void *a, const void *b)
 {
-    sbw_notify v1, v2;
-    if (sbw_get_notify(q, len, &v1) != SBW_OK) return;
-    sbw_head h = head_of(p);
-    int n1 = sbw_put_notify(b->e1, b->cap, &h, &v1, SBW_PAD_CLIENT);
-    CHECK(sbw_get_notify(b->e1 + SBW_HEAD_SIZE, (size_t)h.datalen, &v2) == SBW_OK);
-    CHECK(v2.notify_id == v1.notify_id && v2.mode == v1.mode && v2.expires == v1.expires &&
-          v2.params_len == v1.params_len && memcmp(v2.params, v1.params, (size_t)v1.params_len) == 0);
-    same(b, n1, sbw_put_notify(b->e2, b->cap, &h, &v2, SBW_PAD_CLIENT));
+    const sbw_invoke *x = a, *y = b;
+    return x->invoke_id == y->invoke_id && x->mode == y->mode && x->channel == y->channel &&
+           same_text(x->params, x->params_len, y->params, y->params_len);
 }
 
-static void flow_reply(const buffers *b, const uint8_t *p, const uint8_t *q, size_t len, int ack)
+static int enc_notify(uint8_t *o, size_t cap, sbw_head *h, const void *v)
+{ return sbw_put_notify(o, cap, h, v, SBW_PAD_CLIENT); }
+static int dec_notify(const uint8_t *q, size_t len, void *v) { return sbw_get_notify(q, len, v); }
+static int same_notify(const void *a, const void *b)
 {
-    int (*get)(const uint8_t *, size_t, sbw_flow_reply *) = ack ? sbw_get_flow_ack
-                                                                : sbw_get_flow_result;
-    int (*put)(uint8_t *, size_t, sbw_head *, const sbw_flow_reply *, sbw_padding) =
-        ack ? sbw_put_flow_ack : sbw_put_flow_result;
-    sbw_flow_reply r1, r2;
-    if (get(q, len, &r1) != SBW_OK) return;
-    CHECK(r1.text_len >= 0 && r1.text + r1.text_len <= (const char *)q + len);
-    sbw_head h = head_of(p);
-    int n1 = put(b->e1, b->cap, &h, &r1, SBW_PAD_CLIENT);
-    CHECK(get(b->e1 + SBW_HEAD_SIZE, (size_t)h.datalen, &r2) == SBW_OK);
-    CHECK(r2.invoke_id == r1.invoke_id && r2.code == r1.code && r2.channel == r1.channel &&
-          r2.text_len == r1.text_len && memcmp(r2.text, r1.text, (size_t)r1.text_len) == 0);
-    same(b, n1, put(b->e2, b->cap, &h, &r2, SBW_PAD_CLIENT));
+    const sbw_notify *x = a, *y = b;
+    return x->notify_id == y->notify_id && x->mode == y->mode && x->expires == y->expires &&
+           same_text(x->params, x->params_len, y->params, y->params_len);
 }
 
-/* every payload decoder on q[0, len) */
+static int enc_ack(uint8_t *o, size_t cap, sbw_head *h, const void *v)
+{ return sbw_put_flow_ack(o, cap, h, v, SBW_PAD_CLIENT); }
+static int dec_ack(const uint8_t *q, size_t len, void *v) { return sbw_get_flow_ack(q, len, v); }
+static int enc_result(uint8_t *o, size_t cap, sbw_head *h, const void *v)
+{ return sbw_put_flow_result(o, cap, h, v, SBW_PAD_CLIENT); }
+static int dec_result(const uint8_t *q, size_t len, void *v)
+{ return sbw_get_flow_result(q, len, v); }
+static int same_reply(const void *a, const void *b)
+{
+    const sbw_flow_reply *x = a, *y = b;
+    return x->invoke_id == y->invoke_id && x->code == y->code && x->channel == y->channel &&
+           same_text(x->text, x->text_len, y->text, y->text_len);
+}
+
+static const payload_kind PAYLOADS[] = {
+    { dec_global, enc_global, same_global },
+    { dec_invoke, enc_invoke, same_invoke },
+    { dec_notify, enc_notify, same_notify },
+    { dec_ack, enc_ack, same_reply },
+    { dec_result, enc_result, same_reply },
+};
+
+/* the decoded structs of any kind, with their text pointers */
+typedef union decoded {
+    sbw_global global;
+    sbw_invoke invoke;
+    sbw_notify notify;
+    sbw_flow_reply reply;
+} decoded;
+
+/* Every payload decoder on q[0, len); where one succeeds: e1 = encode(v1),
+ * v2 = decode(e1) keeps v1's fields, encode(v2) == e1.  The head of the
+ * re-encoding is p's. */
 static void payloads(const buffers *b, const uint8_t *p, const uint8_t *q, size_t len)
 {
-    global(b, p, q, len);
-    invoke(b, p, q, len);
-    notify(b, p, q, len);
-    flow_reply(b, p, q, len, 1);
-    flow_reply(b, p, q, len, 0);
+    for (size_t i = 0; i < sizeof PAYLOADS / sizeof PAYLOADS[0]; i++) {
+        const payload_kind *k = &PAYLOADS[i];
+        decoded v1, v2;
+        if (k->decode(q, len, &v1) != SBW_OK) continue;
+        sbw_head h = head_of(p);
+        int n1 = k->encode(b->e1, b->cap, &h, &v1);
+        CHECK(n1 > 0 && k->decode(b->e1 + SBW_HEAD_SIZE, (size_t)h.datalen, &v2) == SBW_OK);
+        CHECK(k->same_fields(&v1, &v2));
+        same(b, n1, k->encode(b->e2, b->cap, &h, &v2));
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
