@@ -109,6 +109,7 @@ cdef class EventSink:
     def close(self):
         """Stops the callback thread; pending events are discarded."""
         cdef smartbus_sink *s = self.sink
+        self._from_parent = False          # closed for good, in a child of os.fork too
         if s == NULL:
             return
         self.sink = NULL
