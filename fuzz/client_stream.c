@@ -6,8 +6,8 @@
  * global-connect events, flow acks and results against pending flows, data
  * for the sink), in chunks, so that packets arrive whole, split and run
  * together.  The first input byte picks the client (NET or IPC), its link's
- * state (registered or waiting for its ack) and the chunk size; then comes
- * the stream.  Events go to a sink whose callback thread drops them.
+ * state (registered or waiting for its ack) and the chunk size (at most
+ * MAX_CHUNKS chunks); then comes the stream.  Events go to a sink whose callback thread drops them.
  * Built and run by .ci/fuzz (see fuzz/README.md).
  */
 #define _GNU_SOURCE 1
@@ -23,6 +23,7 @@
 #define CHECK(cond) do { if (!(cond)) abort(); } while (0)
 
 #define PENDING_FLOWS 4          /* invoke ids 1..4 wait for an ack and a result */
+#define MAX_CHUNKS 256           /* an input arrives in at most so many chunks: bounded time */
 #define IPSC_UNIT 0
 #define IPSC_PROCESS 1
 
@@ -70,6 +71,7 @@ static void setup(void)
  * registering) its link, with flows pending */
 static void open_link(smartbus_client *c, sb_link *k, int registered, int64_t now)
 {
+    if (k->rbuf.p) ASAN_POISON_MEMORY_REGION(k->rbuf.p, k->rbuf.cap);   /* nothing arrived */
     k->fd = dup(null_fd);            /* closed by the link when it breaks */
     CHECK(k->fd >= 0);
     k->state = registered ? LINK_REGISTERED : LINK_OPEN;
@@ -105,9 +107,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     smartbus_client *c = clients[data[0] & 1];
     int registered = !(data[0] & 2);
     size_t chunk = (size_t)(data[0] >> 2);         /* 0: all at once, else chunk^2 bytes */
-    chunk = chunk ? chunk * chunk : size;
     data++;
     size--;
+    chunk = chunk ? chunk * chunk : size;
+    if (chunk < size / MAX_CHUNKS + 1) chunk = size / MAX_CHUNKS + 1;
 
     sb_sink_writer w;
     memset(&w, 0, sizeof w);
@@ -119,16 +122,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             usleep(1000);
             continue;
         }
+        /* The read buffer's spare room stays poisoned: a read past what
+         * arrived is the sanitizer's to see, as if the buffer ended there.
+         * Only what changes is (un)poisoned: a whole buffer per chunk would
+         * cost more than the parse. */
         size_t n = size - fed < chunk ? size - fed : chunk;
         sb_buf *b = &k->rbuf;
-        if (b->p) ASAN_UNPOISON_MEMORY_REGION(b->p + b->len, b->cap - b->len);
+        uint8_t *was = b->p;
+        size_t cap_was = b->cap;
         CHECK(sb_buf_reserve(b, n) == 0);
+        if (b->p != was || b->cap != cap_was)
+            ASAN_POISON_MEMORY_REGION(b->p + b->len, b->cap - b->len);   /* a new buffer */
+        ASAN_UNPOISON_MEMORY_REGION(b->p + b->len, n);
         memcpy(b->p + b->len, data + fed, n);
-        /* the read buffer's spare room is poisoned: a read past what
-         * arrived is the sanitizer's to see, as if the buffer ended there */
-        ASAN_POISON_MEMORY_REGION(b->p + b->len + n, b->cap - b->len - n);
+        size_t end = b->len + n;
         fed += n;
         (void)sb_link_received(c, k, n, now, &w);
+        if (k->fd >= 0 && b->len < end)                 /* parsed, or moved to the front */
+            ASAN_POISON_MEMORY_REGION(b->p + b->len, end - b->len);
     }
     reset_client(c, &w);
     return 0;

@@ -148,6 +148,28 @@ def test_an_invoke_to_every_process_accepts_any_process_of_the_unit(caller, ipsc
     assert flow_events(caller, iid, "resp")[0][4] == [7]
 
 
+def test_a_reply_naming_no_invoke_leaves_the_pending_flows_alone(caller, ipsc, router):
+    """A flow result for invoke id 0 (which names an empty slot of the
+    client's flow table) from the IPSC such a slot would match, unit 0
+    process 0: ignored.  (It used to delete that slot: the count of pending
+    flows went wrong, their timeouts stopped firing, and after enough such
+    replies launch_flow spun forever; found by fuzz/client_stream.c.)"""
+    from smartbus import _native
+    other = raw_ipc_client(router.ipc_path, 0, IPSC)
+    try:
+        assert _native.decode_packet(other.recv_packet(cmd=2))["result"] == 0
+        iid = caller.launch_flow(ROUTER_UNIT, FLOW_PROCESS, "proj1", "f", 0, 1.0, [])
+        invoke = ipsc.next_invoke()                 # never answered: it must time out
+        for bogus in (0, -1):
+            send_reply(other, dict(invoke, invoke_id=bogus), "flow_result", b"[]",
+                       src=(IPSC, ROUTER_UNIT, 0))
+        assert settled(caller, iid, 5), "the flow's timers stopped"
+        evs = flow_events(caller, iid)
+        assert [e[0] for e in evs] == ["ack", "timeout"] and evs[0][4] == -25, evs
+    finally:
+        other.close()
+
+
 # ---- invoke ids ------------------------------------------------------------------------------
 
 def test_invoke_ids_start_at_random_per_process_and_count_up(router, peers, net_client):

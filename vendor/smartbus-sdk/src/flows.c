@@ -38,7 +38,10 @@ struct sb_flow {
 
 static sb_flow *flow_find(smartbus_client *c, int32_t id)
 {
-    if (!c->flows) return NULL;
+    /* invoke ids are > 0: a reply naming 0 or -1 would find an empty or a
+     * deleted slot and delete it (again), and the count of live flows
+     * would drift until their timers stopped and the table filled up */
+    if (!c->flows || id <= 0) return NULL;
     uint32_t mask = FLOW_TABLE_SIZE - 1;
     for (uint32_t i = 0, k = (uint32_t)id & mask; i < FLOW_TABLE_SIZE; i++, k = (k + 1) & mask) {
         sb_flow *f = &c->flows[k];
