@@ -214,6 +214,7 @@ cdef extern from "smartbus_ext.h" nogil:
     int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process_index,
                                     const char *project_id, const char *flow_id, int mode,
                                     int timeout_ms, const char *params, int params_len)
+    void smartbus_invoke_ids_start_at(int32_t first)
     int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
                                const char *project_id, const char *title, int mode,
                                int expires_ms, const char *params, int params_len)
@@ -305,6 +306,7 @@ cdef class NativeClient:
     cdef smartbus_client *_c
     cdef EventSink _sink
     cdef int _inflight             # native calls running without the GIL
+    cdef bint _from_parent         # closed by os.fork(): made in the parent process
     cdef readonly object event_executor
     cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                    int dst_client_type, object data, bint ping) except -1
@@ -319,6 +321,9 @@ cdef class EventSink:
     cdef smartbus_sink *sink
     cdef dict clients              # local client id -> client object
     cdef object global_callback    # NET: Client.initialize(global_connect_callback)
+    cdef bint _from_parent         # its SDK sink stayed in the parent (os.fork)
+    cdef smartbus_sink *_sdk_sink(self) except? NULL
+    cdef _forked(self)
     cdef void dispatch(self, const smartbus_event *evs, int count) noexcept
     cdef _event(self, const smartbus_event *e)
     cdef _flow_event(self, NativeClient client, const smartbus_event *e)

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 TEXT_ENCODING = "cp936"
 #: the code of a flow ack (the flow started) or result (it returned values)
 FLOW_OK = 1
+#: the on_flow_error code of a flow result that is not a JSON array in
+#: CP936 (undecodable bytes, not JSON, nested too deep to decode, a JSON
+#: value other than an array): the result is reported, never lost
+MALFORMED_RESULT = SMARTBUS_ERR_OTHER
+#: how much of a malformed result the error log quotes
+_LOG_QUOTE_CHARS = 200
 #: project and flow ids, notification titles: at most this many bytes
 #: (fields of 32 / 102 bytes with a NUL, NET.md)
 MAX_ID_BYTES = 31
@@ -118,10 +124,29 @@ def decode_text(raw: bytes) -> str:
     return raw.decode(TEXT_ENCODING, "replace")
 
 
-def json_values(text: str) -> Any:
-    """The value of JSON text from a flow; empty text means no values ([]).
-    Raises ValueError if the text is not JSON."""
-    return json.loads(text) if text.strip() else []
+def json_array(text: str) -> list[Any]:
+    """The list that JSON text from a flow holds; empty text means no values
+    ([]).  Raises ValueError if the text is not JSON, nests too deep for
+    the decoder, or holds another value than an array."""
+    if not text.strip():
+        return []
+    try:
+        values = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deep to decode") from None
+    if not isinstance(values, list):
+        raise ValueError("a JSON %s" % type(values).__name__)
+    return values
+
+
+def result_values(raw: bytes) -> list[Any]:
+    """The list a flow result's bytes hold: ValueError saying what is wrong
+    when they are not a JSON array in CP936 (see json_array)."""
+    try:
+        text = raw.decode(TEXT_ENCODING)
+    except UnicodeDecodeError as exc:
+        raise ValueError("not %s text (%s)" % (TEXT_ENCODING, exc.reason)) from None
+    return json_array(text)
 
 
 def flow_event_handler(client: ClientAPI, is_result: bool, head: Optional[Head], project: Any,
@@ -130,18 +155,20 @@ def flow_event_handler(client: ClientAPI, is_result: bool, head: Optional[Head],
     """``(handler, args)``: the handler of ``client`` that a flow ack
     (``is_result`` False) or flow result event runs, and its arguments.
     ``project`` and ``text`` are the event's bytes; ``head`` is a Head, or
-    None when the SDK reports a timeout of its own."""
+    None when the SDK reports a timeout of its own.  A result whose text is
+    malformed runs on_flow_error with MALFORMED_RESULT."""
     project = decode_text(project)
+    if is_result and code == FLOW_OK:
+        try:
+            params = result_values(text)
+        except ValueError as exc:
+            _log.error("flow %s invoke %d: malformed result (%s): %r%s", project, invoke_id, exc,
+                       text[:_LOG_QUOTE_CHARS], "..." if len(text) > _LOG_QUOTE_CHARS else "")
+            return client.on_flow_error, (head, project, invoke_id, MALFORMED_RESULT)
+        return client.on_flow_resp, (head, project, invoke_id, params)
     text = decode_text(text)
     if not is_result:
         return client.on_flow_ack, (head, project, invoke_id, code, text)
-    if code == FLOW_OK:
-        try:
-            params = json_values(text)
-        except ValueError:
-            _log.error("flow %s invoke %d: result is not JSON: %r", project, invoke_id, text)
-            return client.on_flow_error, (head, project, invoke_id, SMARTBUS_ERR_OTHER)
-        return client.on_flow_resp, (head, project, invoke_id, params)
     if code == SMARTBUS_ERR_TIMEOUT:
         return client.on_flow_timeout, (head, project, invoke_id)
     if text:
@@ -167,11 +194,8 @@ def check_flow_id(value: str, name: str) -> str:
 
 def invoke_params(raw: bytes) -> list[Any]:
     """The parameters of a received flow invoke: a list (ValueError if the
-    bytes are not a JSON array)."""
-    params = json_values(decode_text(raw))
-    if not isinstance(params, list):
-        raise ValueError("a JSON %s" % type(params).__name__)
-    return params
+    bytes are not a JSON array, see json_array)."""
+    return json_array(decode_text(raw))
 
 
 def encode_result(mode: int, values: Union[list[Any], tuple[Any, ...]]) -> Optional[bytes]:

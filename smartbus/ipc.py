@@ -8,6 +8,7 @@ unit id is the server's, learnt when it registers.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Executor
 from typing import Any, Optional
@@ -87,3 +88,15 @@ class Client(ClientAPI):
 
     def _bus_unit(self) -> Optional[int]:
         return self._registered_unit
+
+
+def _after_fork_in_child() -> None:
+    # the parent's client is closed in the child (smartbus._native): a new
+    # one may be created
+    Client._instance = None
+    _lock.release()
+
+
+# the singleton is never copied half-changed into a child of os.fork()
+os.register_at_fork(before=_lock.acquire, after_in_parent=_lock.release,
+                    after_in_child=_after_fork_in_child)

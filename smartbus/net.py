@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Executor
 from typing import Any, Callable, Optional
@@ -157,3 +158,15 @@ class Client(ClientAPI):
     def slave_port(self) -> int:
         """The slave server's port (0xFFFF: none)."""
         return self._slave_port
+
+
+def _after_fork_in_child() -> None:
+    # the parent's clients are closed in the child (smartbus._native): their
+    # ids are free for new ones, which share the NET event sink as before
+    Client._instances.clear()
+    _lock.release()
+
+
+# the registry is never copied half-changed into a child of os.fork()
+os.register_at_fork(before=_lock.acquire, after_in_parent=_lock.release,
+                    after_in_child=_after_fork_in_child)

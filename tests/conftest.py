@@ -111,6 +111,18 @@ def ipc_client():
         yield make
 
 
+@pytest.fixture(params=["net", "ipc"])
+def caller(request, router, net_client, ipc_client):
+    """A registered NET (unit TEST_UNIT, client 7) or IPC (client 20) client
+    of this process, on ``router``; ``caller.kind`` says which."""
+    if request.param == "net":
+        c = net_client(7, router.port)
+    else:
+        c = ipc_client(20, router.ipc_path)
+    c.kind = request.param
+    return c
+
+
 @pytest.fixture
 def peers():
     """Factory of peer processes (tests/peer.py), all stopped at teardown

@@ -207,6 +207,27 @@ def recording(base):
     return cls
 
 
+# ---- flows ---------------------------------------------------------------------------
+
+#: the process index (= client id) of the IPSC that flow tests invoke, at the router's unit
+FLOW_PROCESS = 1
+FLOW_EVENTS = ("flow_ack", "flow_resp", "flow_timeout", "flow_error")
+
+
+def flow_events(client, invoke_id, kind=None):
+    """The flow events of one invoke of a Recording client, in order:
+    ("ack" | "resp" | "timeout" | "error", head, project_id, invoke_id,
+    ...), of one kind if given."""
+    return [(k[5:],) + args for _, k, args in client.log.timed()
+            if k in FLOW_EVENTS and args[2] == invoke_id and kind in (None, k[5:])]
+
+
+def settled(client, invoke_id, timeout=5.0):
+    """Waits (bounded) for the end of an invoke: its result, error or timeout."""
+    return wait_for(lambda: any(e[0] in ("resp", "error", "timeout")
+                                for e in flow_events(client, invoke_id)), timeout)
+
+
 # ---- processes ---------------------------------------------------------------------
 
 class ScriptProcess:
@@ -444,11 +465,13 @@ def register_ack(ap_unit=0, result=0):
                                   "ap_unit": ap_unit, "result": result})
 
 
-def registration(unit, client_id, client_type=11, user="", password="", info=""):
-    """A NET registration (the A/B layout our clients send)."""
+def registration(unit, client_id, client_type=11, user="", password="", info="",
+                 layout="net_a"):
+    """A registration: NET (the A/B layout our clients send) or, with
+    ``layout`` "ipc", IPC (``unit`` is then not used by the router)."""
     from smartbus import _native
     return _native.encode_packet({
-        "kind": "register", "layout": "net_a", "cmd": 1, "cmdtype": 0, "src_type": client_type,
+        "kind": "register", "layout": layout, "cmd": 1, "cmdtype": 0, "src_type": client_type,
         "src_unit": unit, "src_client": client_id, "client_type": client_type, "unit_id": unit,
         "client_id": client_id, "user": user.encode(), "password": password.encode(),
         "info": info.encode()})
@@ -606,6 +629,19 @@ class WireServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def raw_ipc_client(path, client_id, client_type):
+    """A bare IPC client of the router on socket ``path``: connects and
+    sends its registration; returns the WireConn (read the ack with
+    recv_packet)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    s.settimeout(None)
+    conn = WireConn(s)
+    conn.send(registration(0, client_id, client_type, layout="ipc"))
+    return conn
 
 
 def raw_client(port, unit, client_id, client_type=11, rcvbuf=None, **credentials):

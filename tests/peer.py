@@ -7,6 +7,8 @@ tests/hesong_peer.py):
 
     {"op": "init", "kind": "net", "unit": 16, "port": P, "client_id": 1, "client_type": 11}
     {"op": "init", "kind": "ipc", "ipc_path": "...", "client_id": 5, "client_type": 3}
+          (either kind: "first_invoke_id": 1 makes invoke ids count from 1, as the
+          vendor's do; "slave_port": P adds a NET slave link)
     {"op": "wait_connected", "timeout": 5}
     {"op": "send", "dst": [unit, client, type], "count": N, "max_size": 65536}
     {"op": "expect", "count": N, "timeout": 30}      # checks contents and order
@@ -15,6 +17,7 @@ tests/hesong_peer.py):
     {"op": "ping", "dst": [unit, client, type], "data": "hex"}
     {"op": "received", "count": N, "timeout": 5}      # the data messages so far
                                                       # (after waiting for N, if given)
+    {"op": "seqs"}              # the numbers (u32, first 4 bytes) of the data so far
     {"op": "events"}                                  # connect/global/flow_... so far
     {"op": "launch_flow", "args": [unit, process, project, flow, mode, timeout, params]}
     {"op": "notify", "args": [unit, process, project, title, mode, expires, txt]}
@@ -63,11 +66,16 @@ class Peer:
         self.client = None
 
     def init(self, cmd):
+        if "first_invoke_id" in cmd:
+            from smartbus import _native
+            _native._invoke_ids_start_at(cmd["first_invoke_id"])
         if cmd["kind"] == "net":
             from smartbus.net import Client
             Client.initialize(cmd["unit"])
+            slave_port = cmd.get("slave_port")
             self.client = recording(Client).create(
                 cmd.get("client_id", 1), cmd.get("client_type", 11), "127.0.0.1", cmd["port"],
+                "127.0.0.1" if slave_port else None, slave_port,
                 user=cmd.get("user"), password=cmd.get("password"), info=cmd.get("info"))
         else:
             from smartbus.ipc import Client
@@ -153,6 +161,9 @@ class Peer:
         if op == "received":
             got = self.client.log.wait("data", cmd.get("count", 0), timeout=cmd.get("timeout", 0))
             return {"ok": True, "data": [head_list(h) + [d.hex()] for h, d in got]}
+        if op == "seqs":
+            return {"ok": True, "seqs": [int.from_bytes(d[:4], "little")
+                                         for _, d in self.client.log.of("data")]}
         if op == "events":
             return {"ok": True, "events": [
                 [kind] + [head_list(a) if hasattr(a, "cmd_type") else a for a in args]

@@ -11,36 +11,9 @@ import time
 
 import pytest
 
-from helpers import (WireServer, head_of, ipc_packet, load_vectors, register_ack, start_ipc_peer,
-                     start_net_peer, wait_for)
-
-PROCESS = 1                      # the FlowServer's process index (= its client id)
-FLOW_EVENTS = ("flow_ack", "flow_resp", "flow_timeout", "flow_error")
-
-
-def flow_events(client, invoke_id, kind=None):
-    """The flow events of one invoke of a helpers.Recording client, in
-    order: ("ack" | "resp" | "timeout" | "error", head, project_id,
-    invoke_id, ...), of one kind if given."""
-    return [(k[5:],) + args for _, k, args in client.log.timed()
-            if k in FLOW_EVENTS and args[2] == invoke_id and kind in (None, k[5:])]
-
-
-def settled(client, invoke_id, timeout=5.0):
-    """Waits (bounded) for the end of an invoke: its result, error or timeout."""
-    return wait_for(lambda: any(e[0] in ("resp", "error", "timeout")
-                                for e in flow_events(client, invoke_id)), timeout)
-
-
-@pytest.fixture(params=["net", "ipc"])
-def caller(request, router, net_client, ipc_client):
-    """A registered NET (unit 40) or IPC client of this process."""
-    if request.param == "net":
-        c = net_client(7, router.port)
-    else:
-        c = ipc_client(20, router.ipc_path)
-    c.kind = request.param
-    return c
+from helpers import (FLOW_PROCESS as PROCESS, WireServer, flow_events, head_of, ipc_packet,
+                     load_vectors, register_ack, settled, start_ipc_peer, start_net_peer,
+                     wait_for)
 
 
 @pytest.fixture
@@ -399,14 +372,14 @@ def test_flow_server_arguments(router):
 
 
 def test_ipc_invoke_and_notify_equal_the_vectors(short_tmp, peers):
-    """In a fresh process (invoke and notify ids start at 1), as the Hesong
-    client: RemoteInvokeFlow mode 0 and 1, SendNotify, and the ack and result
-    it accepts."""
+    """In a fresh process (notify ids start at 1, invoke ids made to start
+    at 1 as the vendor's do), as the Hesong client: RemoteInvokeFlow mode 0
+    and 1, SendNotify, and the ack and result it accepts."""
     path = os.path.join(short_tmp, "fake")
     flows = "ipc_remote_invoke_flow.json"
     with WireServer(path) as srv:
         p = start_ipc_peer(peers, path, client_id=20, client_type=3, wait=False,
-                           user="user1", password="pwd1", info="addinfo1")
+                           user="user1", password="pwd1", info="addinfo1", first_invoke_id=1)
         conn = srv.accept()
         assert len(conn.recv_packet()) == 5961
         conn.send(bytes.fromhex(ipc_packet("ipc_registration_ack.json", "accept, full")["hex"]))
@@ -466,13 +439,15 @@ def mask_net(hexstr):
 
 
 def test_net_invoke_and_notify_equal_the_vectors(peers):
-    """As builds A/B (unit 20, client 5, type 11), in a fresh process."""
+    """As builds A/B (unit 20, client 5, type 11), in a fresh process
+    (invoke ids made to start at 1, as the vendor's do)."""
     invoke = [v for v in load_vectors("flow_invoke.json")["vectors"]
               if v.get("build") == "sdk-x64-2015" and not v.get("summary_only")][0]
     notes = {v["case"]: v for v in load_vectors("notify.json")["vectors"]
              if v.get("build") == "sdk-x64-2015" and not v.get("summary_only")}
     with WireServer() as srv:
-        p = start_net_peer(peers, srv, 20, client_id=5, client_type=11, wait=False)
+        p = start_net_peer(peers, srv, 20, client_id=5, client_type=11, wait=False,
+                           first_invoke_id=1)
         conn = srv.accept()
         reg = conn.recv_packet()
         assert head_of(reg)["cmd"] == 1

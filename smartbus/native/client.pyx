@@ -47,6 +47,7 @@ cdef class NativeClient:
     def __cinit__(self, *args, **kwargs):
         self._c = NULL
         self._inflight = 0
+        self._from_parent = False
         self.event_executor = None
 
     def _open(self, EventSink sink not None, int kind, int unit_id, int client_id,
@@ -77,7 +78,7 @@ cdef class NativeClient:
         cfg.user = <const char *>b_user if b_user is not None else NULL
         cfg.password = <const char *>b_password if b_password is not None else NULL
         cfg.info = <const char *>b_info if b_info is not None else NULL
-        rc = smartbus_client_new(&cfg, sink.sink, &c)
+        rc = smartbus_client_new(&cfg, sink._sdk_sink(), &c)
         if rc != 0:
             raise _error(rc)
         self._c = c
@@ -130,7 +131,7 @@ cdef class NativeClient:
         """Counters of the SDK client (dict)."""
         cdef smartbus_client_stats st
         if self._c == NULL:
-            raise _closed()
+            raise _closed(self)
         smartbus_client_get_stats(self._c, &st)
         return {"sent_msgs": st.sent_msgs, "sent_bytes": st.sent_bytes,
                 "recv_msgs": st.recv_msgs, "recv_bytes": st.recv_bytes,
@@ -191,7 +192,7 @@ cdef class NativeClient:
             if have_view:
                 PyBuffer_Release(&view)
             if c == NULL:
-                raise _closed()
+                raise _closed(self)
             raise SmartBusError(SMARTBUS_ERR_MAX_DATASIZE, "SMARTBUS_ERR_MAX_DATASIZE")
         rc = SMARTBUS_ERR_WOULDBLOCK
         if n <= GIL_KEEP_MAX_BYTES:
@@ -243,7 +244,7 @@ cdef class NativeClient:
                 sizes[i] = <int>PyBytes_GET_SIZE(d)
             c = self._c                    # after the Python-level work (see _send)
             if c == NULL:
-                raise _closed()
+                raise _closed(self)
             self._inflight += 1
             with nogil:
                 done = smartbus_client_send_many(c, cmd, cmd_type, dst_unit_id, dst_client_id,
@@ -261,7 +262,7 @@ cdef class NativeClient:
         until _leave_native, so that _close() waits for the call."""
         cdef smartbus_client *c = self._c
         if c == NULL:
-            raise _closed()
+            raise _closed(self)
         self._inflight += 1
         return c
 
@@ -317,6 +318,13 @@ cdef class NativeClient:
         self.on_connect()
 
 
+def _invoke_ids_start_at(int first):
+    """Tests only: the next invoke id of this process is ``first`` (the
+    vendor client counts from 1, as the golden vectors were captured); 0
+    goes back to a random start (the default)."""
+    smartbus_invoke_ids_start_at(first)
+
+
 cdef inline void _sleep_ms(int ms) noexcept nogil:
     cdef timespec ts
     ts.tv_sec = ms // 1000
@@ -324,5 +332,8 @@ cdef inline void _sleep_ms(int ms) noexcept nogil:
     nanosleep(&ts, NULL)
 
 
-cdef object _closed():
+cdef object _closed(NativeClient client):
+    if client._from_parent:
+        return RuntimeError("the client was created in the parent process (os.fork); "
+                            "create a new one in the child")
     return RuntimeError("the client is closed")

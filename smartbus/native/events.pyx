@@ -2,12 +2,15 @@
 # _trampoline on their callback threads with batches of events; EventSink
 # dispatches them to the clients' handlers (on_data directly: the hot path;
 # the rest through the client's event_executor).  At interpreter exit,
-# _shutdown stops delivery and closes every client and sink.
+# _shutdown stops delivery and closes every client and sink.  In the child
+# of os.fork(), _after_fork_in_child closes the parent's clients and sinks
+# (their SDK threads stayed in the parent).
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 import atexit
 import logging
+import os
 
 cdef extern from "native/gil.h" nogil:
     int sbpy_is_exiting()
@@ -79,14 +82,34 @@ cdef class EventSink:
     def __cinit__(self, global_callback=None):
         self.clients = {}
         self.global_callback = global_callback
-        self.sink = smartbus_sink_new(_trampoline, <void *>self, 0)
-        if self.sink == NULL:
-            raise MemoryError("cannot create the SDK event sink")
-        _live_sinks.add(self)
+        self._from_parent = True          # no SDK sink yet: make one
+        self._sdk_sink()
+
+    cdef smartbus_sink *_sdk_sink(self) except? NULL:
+        """The SDK sink for a client being opened (NULL once closed); in the
+        child of os.fork(), a new one in place of the parent's."""
+        if self._from_parent:
+            self.sink = smartbus_sink_new(_trampoline, <void *>self, 0)
+            if self.sink == NULL:
+                raise MemoryError("cannot create the SDK event sink")
+            self._from_parent = False
+            _live_sinks.add(self)
+        return self.sink
+
+    cdef _forked(self):
+        # in the child of os.fork(): the SDK sink's thread stayed in the
+        # parent, so the sink never runs here; the SDK leaks it
+        self.sink = NULL
+        self._from_parent = True
+        clients, self.clients = list(self.clients.values()), {}
+        for client in clients:
+            (<NativeClient>client)._c = NULL
+            (<NativeClient>client)._from_parent = True
 
     def close(self):
         """Stops the callback thread; pending events are discarded."""
         cdef smartbus_sink *s = self.sink
+        self._from_parent = False          # closed for good, in a child of os.fork too
         if s == NULL:
             return
         self.sink = NULL
@@ -179,6 +202,19 @@ cdef class EventSink:
         handler, args = flow_event_handler(client, e.type == SMARTBUS_EV_FLOW_RESULT, head,
                                            project, e.invoke_id, e.code, text)
         _run(client, handler, args)
+
+
+def _after_fork_in_child():
+    """In the child of os.fork(): the parent's clients are closed (using
+    them raises RuntimeError) and their sinks never run; the SDK has closed
+    their sockets here and starts a new I/O thread with the first client
+    made in the child."""
+    for sink in list(_live_sinks):
+        (<EventSink>sink)._forked()
+    _live_sinks.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _shutdown():

@@ -69,7 +69,8 @@ SMARTBUS_API smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg,
  * sink; undelivered events are discarded.  Free the sink's clients first.
  * Safe to call from the sink's own callback: the thread then ends itself.
  * Waits at most timeout_ms for a callback in progress (then leaks the
- * thread rather than hang); < 0 waits forever. */
+ * thread rather than hang); < 0 waits forever.  In the child of a fork(),
+ * a sink made before the fork never runs and this leaves it alone. */
 SMARTBUS_API void smartbus_sink_free(smartbus_sink *sink, int timeout_ms);
 /* Events queued and not yet delivered (bytes). */
 SMARTBUS_API size_t smartbus_sink_pending(smartbus_sink *sink);
@@ -102,7 +103,11 @@ SMARTBUS_API int smartbus_client_new(const smartbus_client_config *cfg, smartbus
                                      smartbus_client **out);
 /* Starts connecting (returns at once); reconnects by itself afterwards. */
 SMARTBUS_API int smartbus_client_start(smartbus_client *c);
-/* Closes the sockets, waits until the I/O thread has let go, frees. */
+/* Closes the sockets, waits until the I/O thread has let go, frees.
+ * fork(): the child starts its own I/O thread with its first client; the
+ * clients made before the fork belong to the parent: the child must not
+ * use them (their sockets are closed in the child), and this leaves them
+ * alone there (returns at once, their memory leaked). */
 SMARTBUS_API void smartbus_client_free(smartbus_client *c);
 
 /* Sends; the checks and return codes of NET.md §6.1 / IPC.md §4.2. */
@@ -110,7 +115,10 @@ SMARTBUS_API int smartbus_client_send(smartbus_client *c, int cmd, int cmdtype, 
                                       int dst_client, int dst_type, const void *data, int size);
 SMARTBUS_API int smartbus_client_ping(smartbus_client *c, int dst_unit, int dst_client,
                                       int dst_type, const void *data, int size);
-/* Returns the invoke id (> 0) or an error code. */
+/* Returns the invoke id (> 0) or an error code.  Invoke ids start at a
+ * random value in 1..2^30 per process (from /dev/urandom) and count up by
+ * one (after 2^31-1 comes 1); acks and results are accepted only from the
+ * IPSC the invoke went to. */
 SMARTBUS_API int smartbus_client_invoke_flow(smartbus_client *c, int server_unit,
                                              int process_index, const char *project_id,
                                              const char *flow_id, int mode, int timeout_ms,
@@ -119,6 +127,10 @@ SMARTBUS_API int smartbus_client_invoke_flow(smartbus_client *c, int server_unit
 SMARTBUS_API int smartbus_client_notify(smartbus_client *c, int server_unit, int process_index,
                                         const char *project_id, const char *title, int mode,
                                         int expires_ms, const char *params, int params_len);
+/* For tests that compare invokes with captures of the vendor client,
+ * whose ids count from 1: the next invoke id of this process is `first`
+ * (> 0); 0 goes back to a random start. */
+SMARTBUS_API void smartbus_invoke_ids_start_at(int32_t first);
 /* Send a flow ack (cmd 13: code 1 = started, else an error; text = message)
  * or a flow result (cmd 12: text = the result JSON) back to an invoker:
  * what an IPSC does (used by smartbus.ipsc.FlowServer).  0 or an error code. */

@@ -83,12 +83,13 @@ int smartbus_client_new(const smartbus_client_config *cfg, smartbus_sink *sink,
 void smartbus_client_free(smartbus_client *c)
 {
     if (!c) return;
-    sb_engine_detach(c);
+    if (sb_engine_detach(c) != 0) return;     /* the parent's (fork): leaked */
     for (int i = 0; i < 2; i++) {
         sb_buf_free(&c->links[i].rbuf);
         sb_buf_free(&c->links[i].wbuf);
     }
     sb_buf_free(&c->sendq);
+    sb_buf_free(&c->resend);
     free(c->flows);
     pthread_mutex_destroy(&c->lock);
     free(c);

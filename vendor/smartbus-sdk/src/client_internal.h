@@ -55,6 +55,8 @@ typedef struct sb_link {
     int fail_reported;
     sb_buf rbuf;                /* received bytes; off = parse position */
     sb_buf wbuf;                /* bytes to write; off = written */
+    size_t app_end;             /* wbuf[0, app_end): the application's packets (one send
+                                   queue taken whole); the I/O thread's own follow */
 } sb_link;
 
 /* a pending flow invocation (flows.c) */
@@ -76,6 +78,9 @@ struct smartbus_client {
     int active;                 /* link carrying application traffic, -1 none */
     int64_t next_flow_check;
     int64_t linger_until;       /* closing: flush until then (0: not yet closing) */
+    sb_buf resend;              /* whole packets of the application that a lost link had
+                                   not begun to write: queued first again (sendq.c) */
+    int resend_msgs;
     struct smartbus_client *next;
 
     /* shared */
@@ -83,6 +88,7 @@ struct smartbus_client {
     int ap_unit;                /* atomic */
     int registered;             /* registered links (atomic) */
     int started, closing, detached;   /* under sb_io_engine.lock */
+    unsigned epoch;             /* sb_io_engine.epoch when started */
 
     pthread_mutex_t lock;       /* send queue, flow table, stats */
     sb_buf sendq;
@@ -116,17 +122,26 @@ typedef struct sb_engine {
     pthread_mutex_t life;       /* serialises engine start / stop */
     pthread_mutex_t lock;       /* client lists */
     pthread_cond_t cond;        /* client detached */
+    pthread_mutex_t sockets;    /* the I/O thread closes link sockets under it */
     smartbus_client *adds;      /* waiting to be adopted by the I/O thread */
     smartbus_client *live;      /* owned by the I/O thread */
     int nclients;
     int running, stop;
-    int waker_ok;               /* waker opened (once; never closed) */
+    int waker_ok;               /* waker opened (once per process; never closed) */
     sb_waker waker;
     pthread_t thread;
     int polling;                /* the I/O thread is (about to be) asleep */
+    unsigned epoch;             /* fork()s this process is the child of: the engine of
+                                   clients started with another epoch is the parent's */
 } sb_engine;
 
 SB_HIDDEN extern sb_engine sb_io_engine;
+
+/* fork() (engine.c) holds sb_io_engine.sockets: a child finds every
+ * link's descriptor open (or, at worst, not yet stored: leaked) or -1,
+ * and closes the parent's. */
+static inline void sb_sockets_lock(void) { pthread_mutex_lock(&sb_io_engine.sockets); }
+static inline void sb_sockets_unlock(void) { pthread_mutex_unlock(&sb_io_engine.sockets); }
 
 /* Wakes the I/O thread (any thread). */
 static inline void sb_engine_wake(void)
@@ -144,8 +159,10 @@ static inline void sb_engine_wake_sleeper(void)
 
 /* Lets go of a started client: the I/O thread closes its links (after the
  * linger time) and forgets it; stops the thread after the last client.
- * Nothing to do for a client that was never started. */
-SB_HIDDEN void sb_engine_detach(smartbus_client *c);
+ * Nothing to do for a client that was never started.  Returns -1, doing
+ * nothing, for a client started before a fork() in this process's
+ * parent: its I/O thread stayed there, and its memory must be leaked. */
+SB_HIDDEN int  sb_engine_detach(smartbus_client *c);
 
 /* ---- links (link.c; I/O thread) -------------------------------------------- */
 
@@ -158,6 +175,10 @@ SB_HIDDEN void sb_link_connect_done(smartbus_client *c, sb_link *k, int64_t now,
                                     sb_sink_writer *w);
 /* reads and handles what the server sent */
 SB_HIDDEN void sb_link_read(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w);
+/* handles n bytes just appended to k->rbuf (by sb_link_read, or by the
+ * fuzz target fuzz/client_stream.c); -1 when the link closed */
+SB_HIDDEN int  sb_link_received(smartbus_client *c, sb_link *k, size_t n, int64_t now,
+                                sb_sink_writer *w);
 /* writes what the link has queued; -1 when the link closed */
 SB_HIDDEN int  sb_link_write(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w);
 /* closes every link of a client that is being let go */
@@ -165,22 +186,28 @@ SB_HIDDEN void sb_link_close_all(smartbus_client *c);
 
 /* ---- pending flows (flows.c) ------------------------------------------------ */
 
-/* Application thread, c->lock held: records invocation `id` with its ack
- * and result timers.  NULL when the table is full (or out of memory). */
-SB_HIDDEN sb_flow *sb_flow_start(smartbus_client *c, int32_t id, const char *project_id,
-                                 int mode, int timeout_ms);
+/* Application thread, c->lock held: records invocation `id`, sent to the
+ * IPSC (server_unit, process_index), with its ack and result timers.
+ * NULL when the table is full (or out of memory). */
+SB_HIDDEN sb_flow *sb_flow_start(smartbus_client *c, int32_t id, int server_unit,
+                                 int process_index, const char *project_id, int mode,
+                                 int timeout_ms);
 /* c->lock held: forgets a flow whose invocation could not be queued */
 SB_HIDDEN void sb_flow_cancel(smartbus_client *c, sb_flow *f);
 /* I/O thread: fires expired timers (every FLOW_CHECK_MS while flows are
  * pending); returns ms until the next check, or -1 with nothing pending. */
 SB_HIDDEN int  sb_flows_tick(smartbus_client *c, int64_t now, sb_sink_writer *w);
-/* I/O thread: a flow ack (cmd 13) or result (cmd 12) arrived */
-SB_HIDDEN void sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h,
+/* I/O thread: a flow ack (cmd 13) or result (cmd 12) arrived.  Returns
+ * the invoke id when it names a pending flow but comes from another
+ * source than the IPSC the invoke went to (ignored), else 0. */
+SB_HIDDEN int  sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h,
                                  sb_sink_writer *w);
 
 /* ---- the send queue (sendq.c; I/O thread side) ------------------------------ */
 
 /* moves the application's send queue to the active link and writes */
 SB_HIDDEN void sb_sendq_pump(smartbus_client *c, int64_t now, sb_sink_writer *w);
+/* in the child of a fork(): the child draws its own invoke ids */
+SB_HIDDEN void sb_sendq_after_fork(void);
 
 #endif /* CLIENT_INTERNAL_H */

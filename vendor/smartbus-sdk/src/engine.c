@@ -3,11 +3,19 @@
  * every started client (its links, timers, flows and send queue), and the
  * engine's life: the thread starts with the first client and stops after
  * the last one has been let go.
+ *
+ * fork(): the child has no I/O thread, so its engine starts afresh (with
+ * the first client started in the child).  The parent's clients stay the
+ * parent's: in the child their sockets are closed (else the child would
+ * hold the parent's connections open after the parent closed them) and
+ * their memory is leaked, never freed (their locks may have been copied
+ * held); smartbus_client_free() of such a client returns at once.
  */
 #include "platform.h"
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client_internal.h"
 
@@ -16,7 +24,8 @@
 
 sb_engine sb_io_engine = {
     .life = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
-    .cond = PTHREAD_COND_INITIALIZER, .waker = { -1, -1 }
+    .cond = PTHREAD_COND_INITIALIZER, .sockets = PTHREAD_MUTEX_INITIALIZER,
+    .waker = { -1, -1 }
 };
 
 /* the resume hook handed to sinks: a paused sink has room again */
@@ -176,10 +185,63 @@ static void *io_thread(void *arg)
     return NULL;
 }
 
+/* ---- fork() ----------------------------------------------------------------- */
+
+/* The engine's locks are held across fork(), in their usual order: the
+ * child then finds the client lists and the link sockets consistent.  (A
+ * fork() while a client is being freed waits for that, at most LINGER_MS.) */
+static void engine_before_fork(void)
+{
+    pthread_mutex_lock(&sb_io_engine.life);
+    pthread_mutex_lock(&sb_io_engine.lock);
+    sb_sockets_lock();
+}
+
+static void engine_after_fork_in_parent(void)
+{
+    sb_sockets_unlock();
+    pthread_mutex_unlock(&sb_io_engine.lock);
+    pthread_mutex_unlock(&sb_io_engine.life);
+}
+
+static void close_links_of(smartbus_client *list)
+{
+    for (smartbus_client *c = list; c; c = c->next) {
+        for (int i = 0; i < c->nlinks; i++) {
+            if (c->links[i].fd >= 0) close(c->links[i].fd);
+            c->links[i].fd = -1;
+        }
+    }
+}
+
+static void engine_after_fork_in_child(void)
+{
+    close_links_of(sb_io_engine.adds);
+    close_links_of(sb_io_engine.live);
+    sb_io_engine.adds = sb_io_engine.live = NULL;
+    sb_io_engine.nclients = 0;
+    sb_io_engine.running = sb_io_engine.stop = sb_io_engine.polling = 0;
+    sb_io_engine.epoch++;
+    if (sb_io_engine.waker_ok) {        /* the parent's: waking it would wake the parent */
+        sb_waker_close(&sb_io_engine.waker);
+        sb_io_engine.waker_ok = 0;
+    }
+    sb_sendq_after_fork();
+    engine_after_fork_in_parent();      /* the same unlocking */
+}
+
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void watch_forks(void)
+{
+    pthread_atfork(engine_before_fork, engine_after_fork_in_parent, engine_after_fork_in_child);
+}
+
 /* ---- engine life ------------------------------------------------------------ */
 
 static int engine_attach(smartbus_client *c)
 {
+    pthread_once(&fork_watch, watch_forks);
     pthread_mutex_lock(&sb_io_engine.life);
     if (!sb_io_engine.waker_ok) {
         if (sb_waker_open(&sb_io_engine.waker) != 0) {
@@ -192,6 +254,7 @@ static int engine_attach(smartbus_client *c)
     c->next = sb_io_engine.adds;
     sb_io_engine.adds = c;
     c->started = 1;
+    c->epoch = sb_io_engine.epoch;
     sb_io_engine.nclients++;
     int need_thread = !sb_io_engine.running;
     if (need_thread) {
@@ -214,12 +277,14 @@ static int engine_attach(smartbus_client *c)
     return rc;
 }
 
-void sb_engine_detach(smartbus_client *c)
+int sb_engine_detach(smartbus_client *c)
 {
     pthread_mutex_lock(&sb_io_engine.lock);
     int started = c->started;
+    int inherited = started && c->epoch != sb_io_engine.epoch;
     pthread_mutex_unlock(&sb_io_engine.lock);
-    if (!started) return;
+    if (inherited) return -1;
+    if (!started) return 0;
     pthread_mutex_lock(&sb_io_engine.life);
     pthread_mutex_lock(&sb_io_engine.lock);
     c->closing = 1;
@@ -237,6 +302,7 @@ void sb_engine_detach(smartbus_client *c)
         pthread_mutex_unlock(&sb_io_engine.lock);
     }
     pthread_mutex_unlock(&sb_io_engine.life);
+    return 0;
 }
 
 int smartbus_client_start(smartbus_client *c)

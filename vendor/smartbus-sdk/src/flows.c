@@ -6,6 +6,12 @@
  * An open-addressing hash table of FLOW_TABLE_SIZE slots by invoke id,
  * under the client's lock (application threads insert, the I/O thread
  * settles and expires).  Timeouts give the event code -25 and no head.
+ *
+ * A reply settles a flow only when it comes from the IPSC the invoke went
+ * to: source type IPSC, the invoke's unit and process index (any process
+ * of that unit for an invoke to process 0xFF, which the router delivers
+ * to all of them).  The vendor client matches by invoke id only (IPC.md
+ * §6.4), so any client that guessed an id could answer another's flow.
  */
 #include "platform.h"
 #include <stdlib.h>
@@ -21,16 +27,22 @@
 #define FLOW_ACK_MIN_MS    1000          /* the ack timeout is the call's, within 1..5 s */
 #define FLOW_ACK_MAX_MS    5000
 
+#define FLOW_ANY_PROCESS   0xFF          /* an invoke to every process of a unit */
+
 struct sb_flow {
     int32_t id;                 /* FLOW_EMPTY, FLOW_TOMB or the invoke id */
     uint8_t wait_ack, wait_result;
+    uint8_t server_unit, process_index;   /* where the invoke went */
     int64_t ack_at, result_at;
     char project[33];
 };
 
 static sb_flow *flow_find(smartbus_client *c, int32_t id)
 {
-    if (!c->flows) return NULL;
+    /* invoke ids are > 0: a reply naming 0 or -1 would find an empty or a
+     * deleted slot and delete it (again), and the count of live flows
+     * would drift until their timers stopped and the table filled up */
+    if (!c->flows || id <= 0) return NULL;
     uint32_t mask = FLOW_TABLE_SIZE - 1;
     for (uint32_t i = 0, k = (uint32_t)id & mask; i < FLOW_TABLE_SIZE; i++, k = (k + 1) & mask) {
         sb_flow *f = &c->flows[k];
@@ -84,12 +96,14 @@ static sb_flow *flow_insert(smartbus_client *c, int32_t id)
     return f;
 }
 
-sb_flow *sb_flow_start(smartbus_client *c, int32_t id, const char *project_id, int mode,
-                       int timeout_ms)
+sb_flow *sb_flow_start(smartbus_client *c, int32_t id, int server_unit, int process_index,
+                       const char *project_id, int mode, int timeout_ms)
 {
     sb_flow *f = flow_insert(c, id);
     if (!f) return NULL;
     int64_t now = sb_now_ms();
+    f->server_unit = (uint8_t)server_unit;
+    f->process_index = (uint8_t)process_index;
     int ack_ms = timeout_ms < FLOW_ACK_MIN_MS ? FLOW_ACK_MIN_MS
                  : timeout_ms > FLOW_ACK_MAX_MS ? FLOW_ACK_MAX_MS : timeout_ms;
     sb_copy_str(f->project, sizeof f->project, project_id);
@@ -147,17 +161,29 @@ int sb_flows_tick(smartbus_client *c, int64_t now, sb_sink_writer *w)
     return wait < 0 ? 0 : wait;
 }
 
-void sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h,
-                       sb_sink_writer *w)
+/* 1 when a reply with head h comes from the IPSC that flow f went to */
+static int from_invoked_ipsc(const sb_flow *f, const sbw_head *h)
+{
+    return h->src_type == SMARTBUS_NODECLI_TYPE_IPSC && h->src_unit == f->server_unit &&
+           (f->process_index == FLOW_ANY_PROCESS || h->src_client == f->process_index);
+}
+
+int sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h,
+                      sb_sink_writer *w)
 {
     sbw_flow_reply r;
     int is_ack = h->cmd == SMARTBUS_SYSCMD_FLOW_ACK;
     const uint8_t *payload = pkt + SBW_HEAD_SIZE;
     int rc = is_ack ? sbw_get_flow_ack(payload, (size_t)h->datalen, &r)
                     : sbw_get_flow_result(payload, (size_t)h->datalen, &r);
-    if (rc != SBW_OK) return;                         /* too short: ignored */
+    if (rc != SBW_OK) return 0;                       /* too short: ignored */
+    int foreign = 0;
     pthread_mutex_lock(&c->lock);
     sb_flow *f = flow_find(c, r.invoke_id);
+    if (f && !from_invoked_ipsc(f, h)) {
+        foreign = r.invoke_id;
+        f = NULL;
+    }
     if (f) {
         if (is_ack) {
             if (f->wait_ack) {
@@ -181,4 +207,5 @@ void sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const sbw_head *h
         if (!f->wait_ack && !f->wait_result) flow_delete(c, f);
     }
     pthread_mutex_unlock(&c->lock);
+    return foreign;
 }

@@ -63,12 +63,50 @@ static void emit_trace(sb_sink_writer *w, smartbus_client *c, int is_error, cons
 
 static void link_reset(sb_link *k)
 {
-    if (k->fd >= 0) close(k->fd);
-    k->fd = -1;
+    if (k->fd >= 0) {
+        /* closed under the lock that fork() holds: a child never finds the
+         * number of a closed socket here (see engine.c) */
+        sb_sockets_lock();
+        close(k->fd);
+        k->fd = -1;
+        sb_sockets_unlock();
+    }
     k->rbuf.len = k->rbuf.off = 0;
     k->wbuf.len = k->wbuf.off = 0;
+    k->app_end = 0;
     sb_buf_trim(&k->rbuf, LINK_BUF_KEEP);
     sb_buf_trim(&k->wbuf, LINK_BUF_KEEP);
+}
+
+/* A link is lost: the application's packets in its write buffer that the
+ * kernel took no byte of go to c->resend, in order, to be sent again on
+ * the next link (sendq.c).  A packet the kernel took part of is not sent
+ * again (at most once: the server may have read it), nor are the
+ * registration, heartbeats and answers the I/O thread wrote. */
+static void link_keep_unsent(smartbus_client *c, sb_link *k, sb_sink_writer *w)
+{
+    size_t from = 0;
+    while (from < k->app_end && from < k->wbuf.off) {
+        sbw_head h;
+        sbw_read_head(k->wbuf.p + from, &h);
+        from += (size_t)h.packet_size;
+    }
+    if (from >= k->app_end) return;
+    int msgs = 0;
+    for (size_t at = from; at < k->app_end; msgs++) {
+        sbw_head h;
+        sbw_read_head(k->wbuf.p + at, &h);
+        at += (size_t)h.packet_size;
+    }
+    size_t n = k->app_end - from;
+    if (sb_buf_reserve(&c->resend, n) != 0) {
+        emit_trace(w, c, 1, "link %d: out of memory, %d unsent messages lost", k->index, msgs);
+        return;
+    }
+    memcpy(c->resend.p + c->resend.len, k->wbuf.p + from, n);
+    c->resend.len += n;
+    c->resend_msgs += msgs;
+    emit_trace(w, c, 0, "link %d: %d messages not yet written are sent again", k->index, msgs);
 }
 
 /* appends bytes the I/O thread generates (registration, heartbeat, answers) */
@@ -84,6 +122,7 @@ static void link_broken(smartbus_client *c, sb_link *k, int64_t now, sb_sink_wri
     int was_registered = k->state == LINK_REGISTERED;
     emit_trace(w, c, 0, "link %d (%s) closed: %s", k->index,
                c->kind == SMARTBUS_KIND_IPC ? c->ipc_path : k->host, why);
+    link_keep_unsent(c, k, w);
     link_reset(k);
     k->state = LINK_WAIT;
     if (was_registered) {
@@ -151,7 +190,6 @@ static void send_registration(smartbus_client *c, sb_link *k)
 static void link_up(smartbus_client *c, sb_link *k, int64_t now)
 {
     k->state = LINK_OPEN;
-    k->fail_reported = 0;
     k->hb_counter = 0;
     k->next_heartbeat_at = now + HEARTBEAT_MS;
     k->last_rx_at = now;
@@ -258,6 +296,7 @@ static void on_register_ack(smartbus_client *c, sb_link *k, const uint8_t *pkt,
     if (k->state != LINK_REGISTERED) {
         k->state = LINK_REGISTERED;
         k->registered_at = now;
+        k->fail_reported = 0;          /* the next outage's -20 is reported again */
         int before = sb_load(&c->registered);
         first = before == 0;
         sb_store(&c->registered, before + 1);
@@ -343,9 +382,14 @@ static void on_packet(smartbus_client *c, sb_link *k, const uint8_t *pkt, const 
             on_global(c, k, pkt, h, w);
             return;
         case SMARTBUS_SYSCMD_FLOW_RESULT:
-        case SMARTBUS_SYSCMD_FLOW_ACK:
-            sb_flows_on_reply(c, pkt, h, w);
+        case SMARTBUS_SYSCMD_FLOW_ACK: {
+            int foreign = sb_flows_on_reply(c, pkt, h, w);
+            if (foreign)
+                emit_trace(w, c, 1, "flow %s for invoke %d from %u/%u/%u ignored: the invoke "
+                           "went to another IPSC", h->cmd == SMARTBUS_SYSCMD_FLOW_ACK ? "ack"
+                           : "result", foreign, h->src_type, h->src_unit, h->src_client);
             return;
+        }
         default:
             break;
         }
@@ -374,12 +418,10 @@ static int link_parse(smartbus_client *c, sb_link *k, int64_t now, sb_sink_write
             return -1;
         }
         if ((size_t)h.packet_size > avail) {
-            /* make room for the whole packet */
+            /* the rest is read after it; the buffer grows as bytes arrive
+             * (sb_link_read), not by what a head claims: 20 bytes never
+             * make the client allocate SBW_MAX_PACKET */
             sb_buf_compact(b);
-            if (sb_buf_reserve(b, (size_t)h.packet_size - avail) != 0) {
-                link_broken(c, k, now, w, "out of memory");
-                return -1;
-            }
             break;
         }
         on_packet(c, k, p, &h, now, w);
@@ -388,6 +430,15 @@ static int link_parse(smartbus_client *c, sb_link *k, int64_t now, sb_sink_write
     }
     if (b->off == b->len) b->len = b->off = 0;
     return 0;
+}
+
+int sb_link_received(smartbus_client *c, sb_link *k, size_t n, int64_t now, sb_sink_writer *w)
+{
+    k->rbuf.len += n;
+    k->last_rx_at = now;
+    int rc = link_parse(c, k, now, w);
+    sb_sink_flush(w);                       /* let the callback thread take the batch */
+    return rc;
 }
 
 void sb_link_read(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w)
@@ -403,11 +454,8 @@ void sb_link_read(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w
         size_t room = b->cap - b->len;
         ssize_t n = recv(k->fd, b->p + b->len, room, 0);
         if (n > 0) {
-            b->len += (size_t)n;
-            k->last_rx_at = now;
-            int rc = link_parse(c, k, now, w);
-            sb_sink_flush(w);               /* let the callback thread take the batch */
-            if (rc < 0 || (size_t)n < room) return;   /* closed, or drained */
+            if (sb_link_received(c, k, (size_t)n, now, w) < 0 || (size_t)n < room)
+                return;                     /* closed, or drained */
         } else if (n == 0) {
             link_broken(c, k, now, w, "closed by the server");
             return;
@@ -440,6 +488,7 @@ int sb_link_write(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w
         }
     }
     b->len = b->off = 0;
+    k->app_end = 0;
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
  * sb_internal.h - declarations shared by the SDK's source files and not part
- * of its API: byte buffers, strings, clock, socket helpers, the wake-up
- * channel, trace output (util.c), the sink's producer side (sink.c), atomics.
+ * of its API: byte buffers, strings, clock, random numbers, socket helpers,
+ * the wake-up channel, trace output (util.c), the sink's producer side
+ * (sink.c), atomics.
  */
 #ifndef SB_INTERNAL_H
 #define SB_INTERNAL_H
@@ -54,8 +55,10 @@ static inline int sb_check_unit_and_size(int dst_unit, int size)
     return 0;
 }
 
-/* ---- clock ------------------------------------------------------------- */
+/* ---- clock, random numbers ------------------------------------------------ */
 SB_HIDDEN int64_t sb_now_ms(void);         /* monotonic */
+/* 32 random bits from the kernel's CSPRNG (/dev/urandom); not for hot paths */
+SB_HIDDEN uint32_t sb_random_u32(void);
 
 /* ---- sockets ------------------------------------------------------------ */
 SB_HIDDEN int sb_set_nonblock(int fd);

@@ -18,8 +18,18 @@
 
 #define PUMP_ROUNDS 4           /* queue hand-offs per link and I/O turn */
 
-static int32_t g_invoke_id;    /* per-process counters, first id 1 */
-static int32_t g_notify_id;
+/* Invoke ids: a random start per process, then +1 per invoke.  The vendor
+ * counts from 1 (NET.md §8.1), which lets any client guess the ids of
+ * another process's pending flows; flows.c also checks the reply's source.
+ * The wire field is an int32 and the API returns ids > 0, so ids are
+ * 1..INT32_MAX; the start is drawn from 1..INVOKE_ID_START_SPAN (30
+ * random bits) so that a process invokes 2^30 flows before its ids wrap
+ * to 1. */
+#define INVOKE_ID_UNDRAWN     (-1)            /* no id given yet in this process */
+#define INVOKE_ID_START_SPAN  (1 << 30)
+
+static int32_t g_invoke_id = INVOKE_ID_UNDRAWN;   /* the last invoke id given (0: next is 1) */
+static int32_t g_notify_id;                       /* per-process counter, first id 1 */
 
 /* ---- checks --------------------------------------------------------------- */
 
@@ -48,15 +58,41 @@ static int check_flow_call(int server_unit, int process_index, int args_ok, cons
     return 0;
 }
 
-/* the next id of a per-process counter: 1, 2, ... and 1 again after wrapping */
-static int32_t next_id(int32_t *counter)
+/* the next notify id: 1, 2, ... and 1 again after wrapping */
+static int32_t next_notify_id(void)
 {
-    int32_t id = __atomic_add_fetch(counter, 1, __ATOMIC_SEQ_CST);
+    int32_t id = __atomic_add_fetch(&g_notify_id, 1, __ATOMIC_SEQ_CST);
     if (id <= 0) {
-        __atomic_store_n(counter, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&g_notify_id, 1, __ATOMIC_SEQ_CST);
         id = 1;
     }
     return id;
+}
+
+/* the next invoke id: the first one of the process drawn at random */
+static int32_t next_invoke_id(void)
+{
+    int32_t last = sb_load(&g_invoke_id);
+    for (;;) {
+        int32_t id = last == INVOKE_ID_UNDRAWN
+                     ? (int32_t)(sb_random_u32() % INVOKE_ID_START_SPAN) + 1
+                     : last == INT32_MAX ? 1 : last + 1;
+        if (__atomic_compare_exchange_n(&g_invoke_id, &last, id, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            return id;
+    }
+}
+
+void smartbus_invoke_ids_start_at(int32_t first)
+{
+    sb_store(&g_invoke_id, first > 0 ? first - 1 : INVOKE_ID_UNDRAWN);
+}
+
+void sb_sendq_after_fork(void)
+{
+    /* the child draws its own start: the same ids in two processes would
+     * be guessable again */
+    g_invoke_id = INVOKE_ID_UNDRAWN;
 }
 
 /* ---- the queue ------------------------------------------------------------ */
@@ -139,19 +175,44 @@ static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int 
     return 0;
 }
 
+/* I/O thread: what a lost link had not begun to write (c->resend, see
+ * link.c) goes to the front of the send queue, before what the
+ * application queued since.  The queue's bounds do not apply: these
+ * packets were accepted already. */
+static void queue_resend_first(smartbus_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    /* resend + queue, built in the resend buffer, becomes the queue */
+    if (sb_buf_reserve(&c->resend, c->sendq.len) == 0) {
+        if (c->sendq.len) memcpy(c->resend.p + c->resend.len, c->sendq.p, c->sendq.len);
+        c->resend.len += c->sendq.len;
+        sb_buf_swap(&c->sendq, &c->resend);
+        sb_store(&c->sendq_msgs, c->sendq_msgs + c->resend_msgs);
+    } else {
+        sb_trace("client %d: out of memory, %d unsent messages lost", c->client_id,
+                 c->resend_msgs);
+    }
+    pthread_mutex_unlock(&c->lock);
+    c->resend.len = c->resend.off = 0;
+    c->resend_msgs = 0;
+}
+
 /* I/O thread */
 void sb_sendq_pump(smartbus_client *c, int64_t now, sb_sink_writer *w)
 {
+    if (c->resend.len) queue_resend_first(c);
     for (int i = 0; i < c->nlinks; i++) {
         sb_link *k = &c->links[i];
         if (k->fd < 0 || k->state < LINK_OPEN) continue;
         for (int round = 0; round < PUMP_ROUNDS; round++) {
+            if (c->resend.len) queue_resend_first(c);     /* a link was lost just now */
             if (i == c->active && k->wbuf.len == 0 && sb_load(&c->sendq_msgs) > 0) {
                 pthread_mutex_lock(&c->lock);
                 sb_buf_swap(&c->sendq, &k->wbuf);
                 c->sendq.len = c->sendq.off = 0;
                 sb_store(&c->sendq_msgs, 0);
                 pthread_mutex_unlock(&c->lock);
+                k->app_end = k->wbuf.len;
             }
             if (k->wbuf.len == 0) break;
             if (sb_link_write(c, k, now, w) < 0 || k->wbuf.len != 0) break;
@@ -280,7 +341,7 @@ int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process
                              &params_len, 0);
     if (rc) return rc;
 
-    int32_t id = next_id(&g_invoke_id);
+    int32_t id = next_invoke_id();
     sbw_invoke v = { .mode = (uint8_t)mode, .channel = -1, .invoke_id = id, .params = params,
                      .params_len = params_len };
     sb_copy_str(v.project, sizeof v.project, project_id);
@@ -289,7 +350,7 @@ int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process
     rc = queue_begin_to_ipsc(c, SMARTBUS_SYSCMD_INVOKE_FLOW, server_unit, process_index,
                              sbw_invoke_payload_size(params_len), &m);
     if (rc != 0) return rc;
-    sb_flow *f = sb_flow_start(c, id, project_id, mode, timeout_ms);
+    sb_flow *f = sb_flow_start(c, id, server_unit, process_index, project_id, mode, timeout_ms);
     if (!f) {
         pthread_mutex_unlock(&c->lock);
         return SMARTBUS_ERR_BUFF_FULL;
@@ -310,7 +371,7 @@ int smartbus_client_notify(smartbus_client *c, int server_unit, int process_inde
                              &params_len, 1);
     if (rc) return rc;
 
-    int32_t id = next_id(&g_notify_id);
+    int32_t id = next_notify_id();
     sbw_notify v = { .mode = (uint8_t)mode, .notify_id = id, .expires = expires_ms,
                      .params = params, .params_len = params_len };
     sb_copy_str(v.project, sizeof v.project, project_id);

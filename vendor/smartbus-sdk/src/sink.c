@@ -13,6 +13,10 @@
  * this sink's sockets until the callback thread has taken the batch
  * (TCP back-pressure instead of unbounded memory) and called the resume
  * hook the I/O thread handed it.
+ *
+ * fork(): a sink's callback thread stays in the parent.  In the child the
+ * sink never runs, and smartbus_sink_free() leaks it (its lock may have
+ * been copied held).
  */
 #include "platform.h"
 #include <errno.h>
@@ -51,10 +55,25 @@ struct smartbus_sink {
     sb_resume_fn resume;         /* how to tell it that we have room again */
     void *resume_arg;
     int stop, done, orphaned;
+    unsigned epoch;              /* sink_epoch when made */
     pthread_t thread;
     smartbus_batch_cb cb;
     void *arg;
 };
+
+/* fork()s this process is the child of: sinks of another epoch are the parent's */
+static unsigned sink_epoch;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void sink_after_fork_in_child(void)
+{
+    sink_epoch++;
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, sink_after_fork_in_child);
+}
 
 static size_t rec_size(const sb_evin *ev, size_t project_len)
 {
@@ -246,8 +265,10 @@ static void *sink_thread(void *arg)
 smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_queued_bytes)
 {
     if (!cb) return NULL;
+    pthread_once(&fork_watch, watch_forks);
     smartbus_sink *s = calloc(1, sizeof *s);
     if (!s) return NULL;
+    s->epoch = sink_epoch;
     s->cb = cb;
     s->arg = arg;
     s->max_bytes = max_queued_bytes ? max_queued_bytes : SINK_DEFAULT_MAX;
@@ -263,7 +284,7 @@ smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_que
 
 void smartbus_sink_free(smartbus_sink *s, int timeout_ms)
 {
-    if (!s) return;
+    if (!s || s->epoch != sink_epoch) return;     /* the parent's (fork): leaked */
     pthread_mutex_lock(&s->lock);
     __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
     pthread_cond_signal(&s->cond);

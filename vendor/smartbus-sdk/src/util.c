@@ -1,6 +1,7 @@
 /*
  * util.c - small helpers for the rest of the SDK: growable byte buffers,
- * string copies, the monotonic clock, socket flags and trace output.
+ * string copies, the monotonic clock, random numbers, socket flags and trace
+ * output.
  */
 #include "platform.h"
 #include <errno.h>
@@ -70,6 +71,22 @@ int64_t sb_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint32_t sb_random_u32(void)
+{
+    /* /dev/urandom rather than getrandom(): the wheels target glibc 2.17,
+     * which has no getrandom() */
+    uint32_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, &v, sizeof v) : -1;
+    if (fd >= 0) close(fd);
+    if (n == (ssize_t)sizeof v) return v;
+    /* no /dev (a bare chroot): not secret, but different per process and call */
+    sb_trace("no /dev/urandom: random numbers from the clock and the process id");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint32_t)ts.tv_nsec * 2654435761u ^ (uint32_t)ts.tv_sec ^ (uint32_t)getpid() << 16;
 }
 
 int sb_set_nonblock(int fd)
