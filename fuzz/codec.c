@@ -51,12 +51,20 @@ static void head_and_forwarding(const buffers *b, const uint8_t *p, const sbw_he
         sbw_head h2;
         CHECK(sbw_get_head(b->e1, (size_t)n1, &h2) == SBW_OK && h2.datalen == h->datalen);
     }
-    /* as the router forwards it: packet_size 20 + datalen, all else kept */
-    size_t n = sbw_put_forwarded(b->e2, p, h->datalen);
+    /* as the router forwards it: the source stamped with the sender's
+     * identity (one that differs from the packet's), packet_size
+     * 20 + datalen, every other head field and the payload kept */
+    const uint8_t stamp_type = (uint8_t)(h->src_type ^ 0xFF), stamp_unit = (uint8_t)(h->src_unit ^ 0xFF),
+                  stamp_client = (uint8_t)(h->src_client ^ 0xFF);
+    size_t n = sbw_put_forwarded(b->e2, p, h->datalen, stamp_type, stamp_unit, stamp_client);
     sbw_head f;
     CHECK(sbw_get_head(b->e2, n, &f) == SBW_OK);
     CHECK(f.packet_size == SBW_HEAD_SIZE + h->datalen && f.datalen == h->datalen);
-    CHECK(memcmp(b->e2, p, SBW_HEAD_PACKET_SIZE_AT) == 0);
+    CHECK(f.src_type == stamp_type && f.src_unit == stamp_unit && f.src_client == stamp_client);
+    CHECK(f.cmd == h->cmd && f.cmdtype == h->cmdtype && f.dst_type == h->dst_type &&
+          f.dst_unit == h->dst_unit && f.dst_client == h->dst_client &&
+          memcmp(f.reserved, h->reserved, sizeof f.reserved) == 0);
+    CHECK(memcmp(b->e2 + SBW_HEAD_SIZE, p + SBW_HEAD_SIZE, (size_t)h->datalen) == 0);
 }
 
 static void registration(const buffers *b, const uint8_t *p, size_t n)

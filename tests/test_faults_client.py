@@ -425,9 +425,12 @@ EXIT_SCRIPT = textwrap.dedent("""
     net.Client.initialize(int(sys.argv[2]))
     c = Slow.create(2, 11, "127.0.0.1", int(sys.argv[1]))
     c.activate()
+    c.wait_connected(20)                     # the flood must find it registered
     print("ready", flush=True)
     sys.stdin.readline()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20         # until the flood's events pile up
+    while net.Client._event_sink.pending == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     print(net.Client._event_sink.pending, flush=True)   # bytes of events not delivered yet
     sys.exit(0)                              # exits with them in flight
     """)
