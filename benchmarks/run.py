@@ -222,13 +222,58 @@ def c_echo_latency(exe, n, size):
             p.wait()
 
 
+# ---- thread scaling (issue 15): send 64 B from 1, 2 and 4 threads ---------------------
+# One client per thread, and one client shared by all the threads, against
+# the C receiver.  Run it with a free-threaded Python too (the venv of
+# .ci/freethreaded): benchmarks/threads.py reports whether the GIL is on.
+
+THREADS = os.path.join(HERE, "threads.py")
+THREADS_UNIT = 24
+THREAD_COUNTS = (1, 2, 4)
+
+
+def thread_scaling(crecv, port, duration):
+    """{"own_1": throughput, "shared_2": ..., "gil": bool} for every thread
+    count, each case in a sending process of its own."""
+    out = {}
+    for shared in (False, True):
+        for threads in THREAD_COUNTS:
+            if shared and threads == 1:
+                continue                        # the same as own_1
+            name = "%s_%d" % ("shared" if shared else "own", threads)
+            log("thread scaling: %s..." % name)
+            proc = Proc([sys.executable, THREADS, json.dumps(
+                {"unit": THREADS_UNIT, "port": port, "threads": threads, "shared": shared})])
+            try:
+                out["gil"] = proc.first["gil"]
+                out[name] = throughput(proc, crecv, 64, duration)
+            finally:
+                proc.close()
+    return out
+
+
+def report_threads(res):
+    t = res.get("threads")
+    if not t:
+        return
+    one = t["own_1"]["calls_s"]
+    print()
+    print("thread scaling, send 64 B (GIL %s): calls/s at the sender, msgs/s at the "
+          "C receiver, x = calls/s over one thread" % ("on" if t["gil"] else "off"))
+    for name in ["own_%d" % n for n in THREAD_COUNTS] + \
+            ["shared_%d" % n for n in THREAD_COUNTS if n > 1]:
+        r = t[name]
+        print("  %-9s  %10s  %10s  %.2fx  (%d refused with -7)" % (
+            name, fmt_rate(r["calls_s"]), fmt_rate(r["msgs_s"]), r["calls_s"] / one, r["full"]))
+
+
 # ---- the run --------------------------------------------------------------------------
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per case (default 2)")
     ap.add_argument("--skip", default="", help="comma list: vendor,zmq,noop,e2e,contention,"
-                                               "latency,memory,many")
+                                               "latency,memory,many,threads")
     ap.add_argument("--only", default="", help="comma list of the cases to run (same names, "
                                                "plus send)")
     ap.add_argument("--pings", type=int, default=10000)
@@ -297,6 +342,8 @@ def main(argv=None):
                 for size in (64, KB):
                     res["vendor_%d" % size] = throughput(vend, crecv, size, D, warm_n=500)
                 vend.close()
+        if on("threads"):
+            res["threads"] = thread_scaling(crecv, port, D)
         crecv.close()
 
         if on("e2e") or on("contention"):
@@ -472,6 +519,7 @@ def report(res):
                   m["sender_hwm_kb"] / 1024, m["router_hwm_kb"] / 1024,
                   m["receiver_hwm_kb"] / 1024, m["stalled_disconnects"], m["stall_timeout_s"],
                   m["paused_reads"], m["routed_msgs"], m["dropped_no_route"]))
+    report_threads(res)
     print("total %.0f s" % res["total_s"])
     res["ratios"] = targets
     print("JSON " + json.dumps(res, sort_keys=True))

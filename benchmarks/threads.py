@@ -1,0 +1,89 @@
+"""The sending process of the thread-scaling benchmark (started by
+benchmarks/run.py, section "thread scaling"): THREADS application threads
+send_data to one destination, each on a NET client of its own, or all on
+one shared client.
+
+    python benchmarks/threads.py 'JSON-ARGS'   (unit, port, threads, shared)
+
+It speaks the protocol of benchmarks/worker.py (one JSON command per line,
+answers prefixed with "@@ "): ``send`` makes ``n`` calls in all, split
+between the threads, each thread running worker.py's send loop
+(a -7, queue full, is retried), all started together; t0 is the first
+thread's start, t1 the last one's end.  The first answer says whether the
+GIL is enabled (a free-threaded build runs these threads in parallel).
+"""
+
+import json
+import os
+import sys
+import threading
+
+from worker import ROOT, loop_send_data, reply
+
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+class ThreadsRole:
+    def __init__(self, args):
+        from smartbus.errors import SmartBusError
+        from smartbus.net import Client
+
+        class Sender(Client):
+            def on_connect(self):
+                self.connected_event.set()
+
+        self.error_cls = SmartBusError
+        self.threads = args["threads"]
+        Client.initialize(args["unit"])
+        self.clients = []
+        for i in range(1 if args["shared"] else self.threads):
+            c = Sender.create(i + 1, 11, "127.0.0.1", args["port"])
+            c.connected_event = threading.Event()
+            c.activate()
+            self.clients.append(c)
+        ok = all(c.connected_event.wait(10) for c in self.clients)
+        gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
+        reply({"ok": ok, "pid": os.getpid(), "gil": gil})
+
+    def send(self, n, size, dst):
+        data = b"x" * size
+        counts = [n // self.threads + (i < n % self.threads) for i in range(self.threads)]
+        results = [None] * self.threads
+        start = threading.Barrier(self.threads)
+
+        def run(i):
+            client = self.clients[i % len(self.clients)]
+            start.wait()
+            results[i] = loop_send_data(client.send_data, dst, data, counts[i],
+                                        self.error_cls)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(self.threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return {"ok": True, "t0": min(r["t0"] for r in results),
+                "t1": max(r["t1"] for r in results), "n": n,
+                "full": sum(r["full"] for r in results)}
+
+
+def main():
+    role = ThreadsRole(json.loads(sys.argv[1]))
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "quit":
+            reply({"ok": True})
+            break
+        try:
+            r = role.send(cmd["n"], cmd["size"], cmd["dst"]) if cmd["op"] == "send" else \
+                {"ok": False, "error": "unknown op %r" % cmd["op"]}
+        except Exception as exc:
+            r = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
+        reply(r)
+    sys.stdout.flush()
+    os._exit(0)          # no interpreter teardown races with library threads
+
+
+if __name__ == "__main__":
+    main()
