@@ -57,7 +57,7 @@ def ipsc(router):
 # ---- malformed results ----------------------------------------------------------------------
 
 MALFORMED_RESULTS = {
-    "nested 5,000 deep": b"[" * 5000 + b"]" * 5000,
+    "nested 10,000 deep": b"[" * 10000 + b"]" * 10000,
     "not JSON": b'[1, "two"',
     "not CP936": b'["\xff\xfe"]',
     "a JSON object": b'{"a": 1}',
