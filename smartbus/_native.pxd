@@ -320,6 +320,7 @@ cdef class NativeClient:
     cdef smartbus_client *_c
     cdef EventSink _sink
     cdef int _inflight             # native calls using _c (handle.h: close waits for them)
+    cdef cython.pymutex _close_lock    # one _close at a time: the others wait for it
     cdef bint _from_parent         # closed by os.fork(): made in the parent process
     cdef readonly object event_executor
     cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,

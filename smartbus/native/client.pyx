@@ -94,18 +94,22 @@ cdef class NativeClient:
         self._leave_native(rc)
 
     def _close(self):
-        """Closes the connection and frees the SDK client (idempotent)."""
-        cdef smartbus_client *c = <smartbus_client *>sbpy_take(<void **>&self._c)
-        if c == NULL:                      # closed already (maybe by another thread)
-            return
-        while sbpy_busy(&self._inflight):  # another thread is inside a native call
+        """Closes the connection and frees the SDK client (idempotent).  A
+        caller racing with another one returns once the SDK client is freed
+        (its sink may then be closed: never under a live client)."""
+        cdef smartbus_client *c
+        with self._close_lock:
+            c = <smartbus_client *>sbpy_take(<void **>&self._c)
+            if c == NULL:                      # closed already
+                return
+            while sbpy_busy(&self._inflight):  # another thread is inside a native call
+                with nogil:
+                    _sleep_ms(1)
             with nogil:
-                _sleep_ms(1)
-        sink = self._sink
-        if sink is not None:
-            sink._unregister(self)
-        with nogil:
-            smartbus_client_free(c)
+                smartbus_client_free(c)
+            sink = self._sink
+            if sink is not None:
+                sink._unregister(self)
 
     # methods, not properties: subclasses may use these names for attributes
     def is_closed(self):

@@ -120,8 +120,12 @@ cdef class EventSink:
             (<NativeClient>client)._from_parent = True
 
     def close(self):
-        """Stops the callback thread; pending events are discarded."""
+        """Stops the callback thread; pending events are discarded.  Clients
+        still open on the sink are closed first (the SDK sink is never freed
+        under a client the I/O thread still serves)."""
         cdef smartbus_sink *s
+        for client in list(self.clients.values()):
+            (<NativeClient>client)._close()
         with self._lock:                   # one thread frees it; pending sees NULL after
             s = self.sink
             self.sink = NULL
@@ -238,12 +242,7 @@ def _shutdown():
     while Python is still fully alive (no callback runs after this)."""
     sbpy_set_exiting()
     for sink in list(_live_sinks):
-        for client in list((<EventSink>sink).clients.values()):
-            try:
-                client._close()
-            except BaseException:
-                pass
-        (<EventSink>sink).close()
+        (<EventSink>sink).close()          # its clients first
 
 
 atexit.register(_shutdown)
