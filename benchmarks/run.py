@@ -247,6 +247,7 @@ def thread_scaling(crecv, port, duration):
             try:
                 out["gil"] = proc.first["gil"]
                 out[name] = throughput(proc, crecv, 64, duration)
+                out[name]["sender_cpus"] = proc.call(op="cpu")["cpu_per_s"]
             finally:
                 proc.close()
     return out
@@ -259,12 +260,14 @@ def report_threads(res):
     one = t["own_1"]["calls_s"]
     print()
     print("thread scaling, send 64 B (GIL %s): calls/s at the sender, msgs/s at the "
-          "C receiver, x = calls/s over one thread" % ("on" if t["gil"] else "off"))
+          "C receiver, x = calls/s over one thread, CPUs the sending process used"
+          % ("on" if t["gil"] else "off"))
     for name in ["own_%d" % n for n in THREAD_COUNTS] + \
             ["shared_%d" % n for n in THREAD_COUNTS if n > 1]:
         r = t[name]
-        print("  %-9s  %10s  %10s  %.2fx  (%d refused with -7)" % (
-            name, fmt_rate(r["calls_s"]), fmt_rate(r["msgs_s"]), r["calls_s"] / one, r["full"]))
+        print("  %-9s  %10s  %10s  %.2fx  %.2f CPUs  (%d refused with -7)" % (
+            name, fmt_rate(r["calls_s"]), fmt_rate(r["msgs_s"]), r["calls_s"] / one,
+            r["sender_cpus"], r["full"]))
 
 
 # ---- the run --------------------------------------------------------------------------

@@ -9,14 +9,18 @@ It speaks the protocol of benchmarks/worker.py (one JSON command per line,
 answers prefixed with "@@ "): ``send`` makes ``n`` calls in all, split
 between the threads, each thread running worker.py's send loop
 (a -7, queue full, is retried), all started together; t0 is the first
-thread's start, t1 the last one's end.  The first answer says whether the
-GIL is enabled (a free-threaded build runs these threads in parallel).
+thread's start, t1 the last one's end.  ``cpu`` answers the CPU time
+this process (its sending threads and its I/O thread) used per second of
+the last ``send``: above 1, threads ran in parallel.  The first answer says
+whether the GIL is enabled (a free-threaded build runs these threads in
+parallel).
 """
 
 import json
 import os
 import sys
 import threading
+import time
 
 from worker import ROOT, loop_send_data, reply
 
@@ -42,6 +46,7 @@ class ThreadsRole:
             c.connected_event = threading.Event()
             c.activate()
             self.clients.append(c)
+        self.cpu_per_s = None
         ok = all(c.connected_event.wait(10) for c in self.clients)
         gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
         reply({"ok": ok, "pid": os.getpid(), "gil": gil})
@@ -59,10 +64,14 @@ class ThreadsRole:
                                         self.error_cls)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(self.threads)]
+        cpu0 = time.process_time()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        cpu = time.process_time() - cpu0
+        wall = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+        self.cpu_per_s = cpu / max(wall, 1e-6)
         return {"ok": True, "t0": min(r["t0"] for r in results),
                 "t1": max(r["t1"] for r in results), "n": n,
                 "full": sum(r["full"] for r in results)}
@@ -76,8 +85,12 @@ def main():
             reply({"ok": True})
             break
         try:
-            r = role.send(cmd["n"], cmd["size"], cmd["dst"]) if cmd["op"] == "send" else \
-                {"ok": False, "error": "unknown op %r" % cmd["op"]}
+            if cmd["op"] == "send":
+                r = role.send(cmd["n"], cmd["size"], cmd["dst"])
+            elif cmd["op"] == "cpu":
+                r = {"ok": True, "cpu_per_s": role.cpu_per_s}
+            else:
+                r = {"ok": False, "error": "unknown op %r" % cmd["op"]}
         except Exception as exc:
             r = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
         reply(r)

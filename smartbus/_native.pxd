@@ -285,7 +285,6 @@ cdef extern from "smartbus_ext.h" nogil:
 # the guard of a handle that one thread may close while others use it
 # (free-threaded builds: atomic; with the GIL: plain, see the header)
 cdef extern from "native/handle.h" nogil:
-    bint SBPY_FREE_THREADED
     void *sbpy_enter(void *const *handle, int *inflight)
     void sbpy_leave(int *inflight)
     void *sbpy_enter_attached(void *const *handle, int *inflight)
