@@ -230,6 +230,8 @@ def c_echo_latency(exe, n, size):
 THREADS = os.path.join(HERE, "threads.py")
 THREADS_UNIT = 24
 THREAD_COUNTS = (1, 2, 4)
+#: a client nobody is: the router drops what is sent there (no receiver's work)
+NOBODY = [RECV_UNIT, 99, 11]
 
 
 def thread_scaling(crecv, port, duration):
@@ -242,12 +244,15 @@ def thread_scaling(crecv, port, duration):
                 continue                        # the same as own_1
             name = "%s_%d" % ("shared" if shared else "own", threads)
             log("thread scaling: %s..." % name)
-            proc = Proc([sys.executable, THREADS, json.dumps(
+            proc = Proc([sys.executable, THREADS, "threads", json.dumps(
                 {"unit": THREADS_UNIT, "port": port, "threads": threads, "shared": shared})])
             try:
                 out["gil"] = proc.first["gil"]
                 out[name] = throughput(proc, crecv, 64, duration)
                 out[name]["sender_cpus"] = proc.call(op="cpu")["cpu_per_s"]
+                # the same number of calls again, dropped by the router
+                r = proc.call(op="send", size=64, dst=NOBODY, n=out[name]["n"])
+                out[name]["dropped_calls_s"] = r["n"] / (r["t1"] - r["t0"])
             finally:
                 proc.close()
     return out
@@ -257,17 +262,19 @@ def report_threads(res):
     t = res.get("threads")
     if not t:
         return
-    one = t["own_1"]["calls_s"]
+    one, one_dropped = t["own_1"]["calls_s"], t["own_1"]["dropped_calls_s"]
     print()
     print("thread scaling, send 64 B (GIL %s): calls/s at the sender, msgs/s at the "
-          "C receiver, x = calls/s over one thread, CPUs the sending process used"
-          % ("on" if t["gil"] else "off"))
+          "C receiver, x = calls/s over one thread, CPUs the sending process used; "
+          "then calls/s to a client nobody is (dropped by the router), x" %
+          ("on" if t["gil"] else "off"))
     for name in ["own_%d" % n for n in THREAD_COUNTS] + \
             ["shared_%d" % n for n in THREAD_COUNTS if n > 1]:
         r = t[name]
-        print("  %-9s  %10s  %10s  %.2fx  %.2f CPUs  (%d refused with -7)" % (
+        print("  %-9s  %10s  %10s  %.2fx  %.2f CPUs  (%d refused with -7)   %10s  %.2fx" % (
             name, fmt_rate(r["calls_s"]), fmt_rate(r["msgs_s"]), r["calls_s"] / one,
-            r["sender_cpus"], r["full"]))
+            r["sender_cpus"], r["full"], fmt_rate(r["dropped_calls_s"]),
+            r["dropped_calls_s"] / one_dropped))
 
 
 # ---- the run --------------------------------------------------------------------------

@@ -3,10 +3,10 @@ benchmarks/run.py, section "thread scaling"): THREADS application threads
 send_data to one destination, each on a NET client of its own, or all on
 one shared client.
 
-    python benchmarks/threads.py 'JSON-ARGS'   (unit, port, threads, shared)
+    python benchmarks/threads.py threads 'JSON-ARGS'   (unit, port, threads, shared)
 
-It speaks the protocol of benchmarks/worker.py (one JSON command per line,
-answers prefixed with "@@ "): ``send`` makes ``n`` calls in all, split
+A role run by benchmarks/worker.py's command loop (one JSON command per
+line, answers prefixed with "@@ "): ``send`` makes ``n`` calls in all, split
 between the threads, each thread running worker.py's send loop
 (a -7, queue full, is retried), all started together; t0 is the first
 thread's start, t1 the last one's end.  ``cpu`` answers the CPU time
@@ -16,16 +16,13 @@ whether the GIL is enabled (a free-threaded build runs these threads in
 parallel).
 """
 
-import json
 import os
 import sys
 import threading
 import time
 
-from worker import ROOT, loop_send_data, reply
-
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import worker          # puts the tree on sys.path (ROOT)
+from worker import loop_send_data, reply
 
 
 class ThreadsRole:
@@ -50,6 +47,17 @@ class ThreadsRole:
         ok = all(c.connected_event.wait(10) for c in self.clients)
         gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
         reply({"ok": ok, "pid": os.getpid(), "gil": gil})
+
+    def handle(self, cmd):
+        if cmd["op"] == "send":
+            return self.send(cmd["n"], cmd["size"], cmd["dst"])
+        if cmd["op"] == "cpu":
+            return {"ok": True, "cpu_per_s": self.cpu_per_s}
+        return None
+
+    def quit(self):
+        for c in self.clients:
+            c.dispose()
 
     def send(self, n, size, dst):
         data = b"x" * size
@@ -77,26 +85,7 @@ class ThreadsRole:
                 "full": sum(r["full"] for r in results)}
 
 
-def main():
-    role = ThreadsRole(json.loads(sys.argv[1]))
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["op"] == "quit":
-            reply({"ok": True})
-            break
-        try:
-            if cmd["op"] == "send":
-                r = role.send(cmd["n"], cmd["size"], cmd["dst"])
-            elif cmd["op"] == "cpu":
-                r = {"ok": True, "cpu_per_s": role.cpu_per_s}
-            else:
-                r = {"ok": False, "error": "unknown op %r" % cmd["op"]}
-        except Exception as exc:
-            r = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
-        reply(r)
-    sys.stdout.flush()
-    os._exit(0)          # no interpreter teardown races with library threads
-
-
 if __name__ == "__main__":
-    main()
+    # worker.py's command loop, with this role added to its roles
+    worker.ROLES["threads"] = ThreadsRole
+    worker.main()
