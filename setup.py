@@ -4,6 +4,7 @@
 Knobs (environment variables, since pip cannot pass build flags easily):
   SMARTBUS_WERROR=1    compile the C SDK with -Werror (tests and CI do)
   SMARTBUS_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer
+                       (SMARTBUS_SANITIZE=thread: ThreadSanitizer, .ci/tsan)
   SMARTBUS_DEBUG=1     -O0 -g, and Cython annotations
   SMARTBUS_PORTABLE=1  the C SDK without its Linux fast paths (eventfd,
                        MSG_NOSIGNAL, condition variables on CLOCK_MONOTONIC):
@@ -33,7 +34,8 @@ def flag(name):
 
 
 COMMON = ["-DSMARTBUS_STATIC", "-fvisibility=hidden", "-pthread"]
-SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+_SANITIZERS = "thread" if os.environ.get("SMARTBUS_SANITIZE") == "thread" else "address,undefined"
+SANITIZE = ["-fsanitize=" + _SANITIZERS, "-fno-omit-frame-pointer", "-g"]
 # Python's own CFLAGS carry -g: release builds (wheels) drop the debug info
 # with -g0 (the extension shrinks from 2.2 MB to a few hundred kB)
 OPT = ["-O0", "-g"] if flag("SMARTBUS_DEBUG") else ["-O2", "-g0"]
@@ -60,7 +62,7 @@ class BuildExt(build_ext):
 
 
 ext_args = COMMON + OPT + (SANITIZE if flag("SMARTBUS_SANITIZE") else [])
-link_args = ["-pthread"] + (["-fsanitize=address,undefined"] if flag("SMARTBUS_SANITIZE") else [])
+link_args = ["-pthread"] + (["-fsanitize=" + _SANITIZERS] if flag("SMARTBUS_SANITIZE") else [])
 
 extensions = [
     # depends: rebuild when a part of the binding changes; relink when the SDK

@@ -222,13 +222,68 @@ def c_echo_latency(exe, n, size):
             p.wait()
 
 
+# ---- thread scaling (issue 15): send 64 B from 1, 2 and 4 threads ---------------------
+# One client per thread, and one client shared by all the threads, against
+# the C receiver.  Run it with a free-threaded Python too (the venv of
+# .ci/freethreaded): benchmarks/threads.py reports whether the GIL is on.
+
+THREADS = os.path.join(HERE, "threads.py")
+THREADS_UNIT = 24
+THREAD_COUNTS = (1, 2, 4)
+#: a client nobody is: the router drops what is sent there (no receiver's work)
+NOBODY = [RECV_UNIT, 99, 11]
+
+
+def thread_scaling(crecv, port, duration):
+    """{"own_1": throughput, "shared_2": ..., "gil": bool} for every thread
+    count, each case in a sending process of its own."""
+    out = {}
+    for shared in (False, True):
+        for threads in THREAD_COUNTS:
+            if shared and threads == 1:
+                continue                        # the same as own_1
+            name = "%s_%d" % ("shared" if shared else "own", threads)
+            log("thread scaling: %s..." % name)
+            proc = Proc([sys.executable, THREADS, "threads", json.dumps(
+                {"unit": THREADS_UNIT, "port": port, "threads": threads, "shared": shared})])
+            try:
+                out["gil"] = proc.first["gil"]
+                out[name] = throughput(proc, crecv, 64, duration)
+                out[name]["sender_cpus"] = proc.call(op="cpu")["cpu_per_s"]
+                # the same number of calls again, dropped by the router
+                r = proc.call(op="send", size=64, dst=NOBODY, n=out[name]["n"])
+                out[name]["dropped_calls_s"] = r["n"] / (r["t1"] - r["t0"])
+            finally:
+                proc.close()
+    return out
+
+
+def report_threads(res):
+    t = res.get("threads")
+    if not t:
+        return
+    one, one_dropped = t["own_1"]["calls_s"], t["own_1"]["dropped_calls_s"]
+    print()
+    print("thread scaling, send 64 B (GIL %s): calls/s at the sender, msgs/s at the "
+          "C receiver, x = calls/s over one thread, CPUs the sending process used; "
+          "then calls/s to a client nobody is (dropped by the router), x" %
+          ("on" if t["gil"] else "off"))
+    for name in ["own_%d" % n for n in THREAD_COUNTS] + \
+            ["shared_%d" % n for n in THREAD_COUNTS if n > 1]:
+        r = t[name]
+        print("  %-9s  %10s  %10s  %.2fx  %.2f CPUs  (%d refused with -7)   %10s  %.2fx" % (
+            name, fmt_rate(r["calls_s"]), fmt_rate(r["msgs_s"]), r["calls_s"] / one,
+            r["sender_cpus"], r["full"], fmt_rate(r["dropped_calls_s"]),
+            r["dropped_calls_s"] / one_dropped))
+
+
 # ---- the run --------------------------------------------------------------------------
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per case (default 2)")
     ap.add_argument("--skip", default="", help="comma list: vendor,zmq,noop,e2e,contention,"
-                                               "latency,memory,many")
+                                               "latency,memory,many,threads")
     ap.add_argument("--only", default="", help="comma list of the cases to run (same names, "
                                                "plus send)")
     ap.add_argument("--pings", type=int, default=10000)
@@ -297,6 +352,8 @@ def main(argv=None):
                 for size in (64, KB):
                     res["vendor_%d" % size] = throughput(vend, crecv, size, D, warm_n=500)
                 vend.close()
+        if on("threads"):
+            res["threads"] = thread_scaling(crecv, port, D)
         crecv.close()
 
         if on("e2e") or on("contention"):
@@ -472,6 +529,7 @@ def report(res):
                   m["sender_hwm_kb"] / 1024, m["router_hwm_kb"] / 1024,
                   m["receiver_hwm_kb"] / 1024, m["stalled_disconnects"], m["stall_timeout_s"],
                   m["paused_reads"], m["routed_msgs"], m["dropped_no_route"]))
+    report_threads(res)
     print("total %.0f s" % res["total_s"])
     res["ratios"] = targets
     print("JSON " + json.dumps(res, sort_keys=True))

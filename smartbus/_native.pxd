@@ -3,6 +3,7 @@
 (vendor/smartbus-sdk/include) that the binding uses, and the layouts of its
 extension types, for `cimport` from other Cython code."""
 
+cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 
@@ -281,6 +282,18 @@ cdef extern from "smartbus_ext.h" nogil:
                                  smartbus_router_conn *conns, int cap, int timeout_ms)
 
 
+# the guard of a handle that one thread may close while others use it
+# (free-threaded builds: atomic; with the GIL: plain, see the header)
+cdef extern from "native/handle.h" nogil:
+    void *sbpy_enter(void *const *handle, int *inflight)
+    void sbpy_leave(int *inflight)
+    void *sbpy_enter_attached(void *const *handle, int *inflight)
+    void sbpy_leave_attached(int *inflight)
+    void *sbpy_peek(void *const *handle)
+    void *sbpy_take(void **handle)
+    int sbpy_busy(const int *inflight)
+
+
 # ---- extension types ------------------------------------------------------
 
 # NativeClient._request: smartbus_client_invoke_flow or smartbus_client_notify
@@ -305,13 +318,15 @@ cdef class EventSink
 cdef class NativeClient:
     cdef smartbus_client *_c
     cdef EventSink _sink
-    cdef int _inflight             # native calls running without the GIL
+    cdef int _inflight             # native calls using _c (handle.h: close waits for them)
+    cdef cython.pymutex _close_lock    # one _close at a time: the others wait for it
     cdef bint _from_parent         # closed by os.fork(): made in the parent process
     cdef readonly object event_executor
     cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                    int dst_client_type, object data, bint ping) except -1
     cdef smartbus_client *_enter_native(self) except NULL
     cdef int _leave_native(self, int rc) except -1
+    cdef smartbus_client *_enter_attached(self) except NULL
     cdef int _request(self, _request_call call, int server_unit_id, int process_index,
                       bytes project_id, bytes name, int mode, int time_ms,
                       bytes data) except -1
@@ -320,9 +335,12 @@ cdef class NativeClient:
 cdef class EventSink:
     cdef smartbus_sink *sink
     cdef dict clients              # local client id -> client object
+    cdef cython.pymutex _lock      # sink's creation and close, changes of clients
     cdef object global_callback    # NET: Client.initialize(global_connect_callback)
     cdef bint _from_parent         # its SDK sink stayed in the parent (os.fork)
     cdef smartbus_sink *_sdk_sink(self) except? NULL
+    cdef _register(self, int client_id, NativeClient client)
+    cdef _unregister(self, NativeClient client)
     cdef _forked(self)
     cdef void dispatch(self, const smartbus_event *evs, int count) noexcept
     cdef _event(self, const smartbus_event *e)
@@ -331,6 +349,6 @@ cdef class EventSink:
 
 cdef class Router:
     cdef smartbus_router *_r
-    cdef int _inflight             # snapshot() calls running without the GIL
+    cdef int _inflight             # calls using _r (handle.h: close waits for them)
     cdef readonly int port
     cdef readonly int unit_id

@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: freethreading_compatible=True
 """The binding to the bundled SmartBus C SDK: one extension module, built
 from one part per concept.  The parts in smartbus/native/ are not modules
 of their own: each is included here, as text, in this order:

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 
@@ -31,10 +32,11 @@ LOOP_KINDS = ["asyncio", "uvloop"]
 
 def loop_base(kind):
     """The event loop class of ``kind``; uvloop is a test extra, skipped only
-    where it cannot be installed (never in CI)."""
+    where it cannot be installed (never in CI, but on free-threaded builds:
+    no wheel, and importing it would turn the GIL back on)."""
     if kind == "asyncio":
         return asyncio.SelectorEventLoop
-    if os.environ.get("CI"):
+    if os.environ.get("CI") and not sysconfig.get_config_var("Py_GIL_DISABLED"):
         import uvloop
     else:
         uvloop = pytest.importorskip("uvloop")

@@ -2,9 +2,9 @@
 # clients (smartbus._client.ClientAPI and the flow server's connection
 # subclass it): the client in the SDK, its life cycle, and the sends.  Arguments are converted to C
 # types and the SDK call runs with the GIL released, except the sends of
-# small payloads (see GIL_KEEP_MAX_BYTES).  _inflight counts the calls of
-# other threads running without the GIL, so _close() does not free the SDK
-# client under them.
+# small payloads (see GIL_KEEP_MAX_BYTES).  _inflight counts the calls
+# using the SDK client, so that _close() does not free it under them
+# (native/handle.h; with the GIL only the calls that release it count).
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -84,7 +84,7 @@ cdef class NativeClient:
         self._c = c
         self._sink = sink
         self.event_executor = event_executor
-        sink.clients[client_id] = self
+        sink._register(client_id, self)
 
     def _activate(self):
         cdef smartbus_client *c = self._enter_native()
@@ -94,45 +94,54 @@ cdef class NativeClient:
         self._leave_native(rc)
 
     def _close(self):
-        """Closes the connection and frees the SDK client (idempotent)."""
-        cdef smartbus_client *c = self._c
-        if c == NULL:
-            return
-        self._c = NULL
-        while self._inflight:              # another thread is inside a native call
+        """Closes the connection and frees the SDK client (idempotent).  A
+        caller racing with another one returns once the SDK client is freed
+        (its sink may then be closed: never under a live client)."""
+        cdef smartbus_client *c
+        with self._close_lock:
+            c = <smartbus_client *>sbpy_take(<void **>&self._c)
+            if c == NULL:                      # closed already
+                return
+            while sbpy_busy(&self._inflight):  # another thread is inside a native call
+                with nogil:
+                    _sleep_ms(1)
             with nogil:
-                _sleep_ms(1)
-        sink = self._sink
-        if sink is not None:
-            for k, v in list(sink.clients.items()):
-                if v is self:
-                    del sink.clients[k]
-        with nogil:
-            smartbus_client_free(c)
+                smartbus_client_free(c)
+            sink = self._sink
+            if sink is not None:
+                sink._unregister(self)
 
     # methods, not properties: subclasses may use these names for attributes
     def is_closed(self):
         """True once the client has been closed."""
-        return self._c == NULL
+        return sbpy_peek(<void **>&self._c) == NULL
 
     def is_connected(self):
         """True while at least one link to the server is registered."""
-        return self._c != NULL and smartbus_client_connected(self._c) != 0
+        cdef smartbus_client *c = <smartbus_client *>sbpy_enter_attached(<void **>&self._c,
+                                                                        &self._inflight)
+        if c == NULL:
+            return False
+        connected = smartbus_client_connected(c) != 0
+        sbpy_leave_attached(&self._inflight)
+        return connected
 
     @property
     def access_unit_id(self):
         """Unit id of the server this client is attached to (None before)."""
-        if self._c == NULL:
+        cdef smartbus_client *c = <smartbus_client *>sbpy_enter_attached(<void **>&self._c,
+                                                                        &self._inflight)
+        if c == NULL:
             return None
-        u = smartbus_client_ap_unit_id(self._c)
+        u = smartbus_client_ap_unit_id(c)
+        sbpy_leave_attached(&self._inflight)
         return None if u < 0 else u
 
     def stats(self):
         """Counters of the SDK client (dict)."""
         cdef smartbus_client_stats st
-        if self._c == NULL:
-            raise _closed(self)
-        smartbus_client_get_stats(self._c, &st)
+        smartbus_client_get_stats(self._enter_attached(), &st)
+        sbpy_leave_attached(&self._inflight)
         return {"sent_msgs": st.sent_msgs, "sent_bytes": st.sent_bytes,
                 "recv_msgs": st.recv_msgs, "recv_bytes": st.recv_bytes,
                 "send_full": st.send_full, "queued_msgs": st.queued_msgs,
@@ -143,19 +152,23 @@ cdef class NativeClient:
         """Sends ``data`` (bytes-like, or None for an empty payload) to one
         client on the bus.  Raises SmartBusError with the SDK error code when
         refused (e.g. -2 not connected, -7 send queue full)."""
-        cdef smartbus_client *c = self._c
+        cdef smartbus_client *c
         cdef int rc
-        # fast path: bytes, valid small ints, GIL kept (see GIL_KEEP_MAX_BYTES)
-        if (c != NULL and type(data) is bytes and dst_unit_id >= 0
+        # fast path: bytes, valid small ints, GIL kept (see GIL_KEEP_MAX_BYTES);
+        # counted in flight only on a free-threaded build (handle.h)
+        if (type(data) is bytes and dst_unit_id >= 0
                 and ((cmd | cmd_type | dst_client_id | dst_client_type) & ~0xFF) == 0
                 and PyBytes_GET_SIZE(data) <= GIL_KEEP_MAX_BYTES):
-            rc = smartbus_client_send_ex(c, cmd, cmd_type, dst_unit_id, dst_client_id,
-                                         dst_client_type, PyBytes_AS_STRING(data),
-                                         <int>PyBytes_GET_SIZE(data), SMARTBUS_SEND_TRYLOCK)
-            if rc == 0:
-                return
-            if rc != SMARTBUS_ERR_WOULDBLOCK:
-                raise _error(rc)
+            c = <smartbus_client *>sbpy_enter_attached(<void **>&self._c, &self._inflight)
+            if c != NULL:
+                rc = smartbus_client_send_ex(c, cmd, cmd_type, dst_unit_id, dst_client_id,
+                                             dst_client_type, PyBytes_AS_STRING(data),
+                                             <int>PyBytes_GET_SIZE(data), SMARTBUS_SEND_TRYLOCK)
+                sbpy_leave_attached(&self._inflight)
+                if rc == 0:
+                    return
+                if rc != SMARTBUS_ERR_WOULDBLOCK:
+                    raise _error(rc)
         self._send(cmd, cmd_type, dst_unit_id, dst_client_id, dst_client_type, data, False)
 
     def ping(self, int dst_unit_id, int dst_client_id, int dst_client_type, data=None):
@@ -184,15 +197,15 @@ cdef class NativeClient:
             have_view = True
             buf = <const char *>view.buf
             n = view.len
-        # read the client only now: acquiring a buffer can run Python code
-        # (and let another thread close the client); from here to the
-        # in-flight mark nothing can release the GIL
-        c = self._c
+        # count in and read the client only now: acquiring a buffer can run
+        # Python code (and let another thread close the client)
+        c = <smartbus_client *>sbpy_enter(<void **>&self._c, &self._inflight)
         if c == NULL or n > SMARTBUS_MAX_DATA_SIZE:
             if have_view:
                 PyBuffer_Release(&view)
             if c == NULL:
                 raise _closed(self)
+            sbpy_leave(&self._inflight)
             raise SmartBusError(SMARTBUS_ERR_MAX_DATASIZE, "SMARTBUS_ERR_MAX_DATASIZE")
         rc = SMARTBUS_ERR_WOULDBLOCK
         if n <= GIL_KEEP_MAX_BYTES:
@@ -202,11 +215,10 @@ cdef class NativeClient:
                                          dst_client_type, buf, <int>n,
                                          flags | SMARTBUS_SEND_TRYLOCK)
         if rc == SMARTBUS_ERR_WOULDBLOCK:
-            self._inflight += 1
             with nogil:
                 rc = smartbus_client_send_ex(c, cmd, cmd_type, dst_unit_id, dst_client_id,
                                              dst_client_type, buf, <int>n, flags)
-            self._inflight -= 1
+        sbpy_leave(&self._inflight)
         if have_view:
             PyBuffer_Release(&view)
         if rc != 0:
@@ -242,14 +254,11 @@ cdef class NativeClient:
                                     % (i, type(d).__name__))
                 ptrs[i] = PyBytes_AS_STRING(d)
                 sizes[i] = <int>PyBytes_GET_SIZE(d)
-            c = self._c                    # after the Python-level work (see _send)
-            if c == NULL:
-                raise _closed(self)
-            self._inflight += 1
+            c = self._enter_native()       # after the Python-level work (see _send)
             with nogil:
                 done = smartbus_client_send_many(c, cmd, cmd_type, dst_unit_id, dst_client_id,
                                                  dst_client_type, ptrs, sizes, <int>count, &err)
-            self._inflight -= 1
+            sbpy_leave(&self._inflight)
         finally:
             free(ptrs)
             free(sizes)
@@ -260,15 +269,15 @@ cdef class NativeClient:
     cdef smartbus_client *_enter_native(self) except NULL:
         """The SDK client, for a call made without the GIL: marked in flight
         until _leave_native, so that _close() waits for the call."""
-        cdef smartbus_client *c = self._c
+        cdef smartbus_client *c = <smartbus_client *>sbpy_enter(<void **>&self._c,
+                                                               &self._inflight)
         if c == NULL:
             raise _closed(self)
-        self._inflight += 1
         return c
 
     cdef int _leave_native(self, int rc) except -1:
         """Ends a call begun with _enter_native; raises for an error code."""
-        self._inflight -= 1
+        sbpy_leave(&self._inflight)
         if rc < 0:
             raise _error(rc)
         return rc
@@ -286,6 +295,15 @@ cdef class NativeClient:
         with nogil:
             rc = call(c, server_unit_id, process_index, p, n, mode, time_ms, v, vn)
         return self._leave_native(rc)
+
+    cdef smartbus_client *_enter_attached(self) except NULL:
+        """The SDK client, for a short call made with the GIL held (ended by
+        sbpy_leave_attached): the same guard, where there is no GIL."""
+        cdef smartbus_client *c = <smartbus_client *>sbpy_enter_attached(<void **>&self._c,
+                                                                        &self._inflight)
+        if c == NULL:
+            raise _closed(self)
+        return c
 
     def _invoke_flow(self, int server_unit_id, int process_index, bytes project_id,
                      bytes flow_id, int mode, int timeout_ms, bytes params):

@@ -88,13 +88,26 @@ cdef class EventSink:
     cdef smartbus_sink *_sdk_sink(self) except? NULL:
         """The SDK sink for a client being opened (NULL once closed); in the
         child of os.fork(), a new one in place of the parent's."""
-        if self._from_parent:
-            self.sink = smartbus_sink_new(_trampoline, <void *>self, 0)
-            if self.sink == NULL:
-                raise MemoryError("cannot create the SDK event sink")
-            self._from_parent = False
-            _live_sinks.add(self)
-        return self.sink
+        with self._lock:
+            if self._from_parent:
+                self.sink = smartbus_sink_new(_trampoline, <void *>self, 0)
+                if self.sink == NULL:
+                    raise MemoryError("cannot create the SDK event sink")
+                self._from_parent = False
+                _live_sinks.add(self)
+            return self.sink
+
+    cdef _register(self, int client_id, NativeClient client):
+        with self._lock:
+            self.clients[client_id] = client
+
+    cdef _unregister(self, NativeClient client):
+        # find and delete as one step: a client opened meanwhile may have
+        # taken the id already (the callback thread only reads the dict)
+        with self._lock:
+            for k, v in list(self.clients.items()):
+                if v is client:
+                    del self.clients[k]
 
     cdef _forked(self):
         # in the child of os.fork(): the SDK sink's thread stayed in the
@@ -107,12 +120,18 @@ cdef class EventSink:
             (<NativeClient>client)._from_parent = True
 
     def close(self):
-        """Stops the callback thread; pending events are discarded."""
-        cdef smartbus_sink *s = self.sink
-        self._from_parent = False          # closed for good, in a child of os.fork too
+        """Stops the callback thread; pending events are discarded.  Clients
+        still open on the sink are closed first (the SDK sink is never freed
+        under a client the I/O thread still serves)."""
+        cdef smartbus_sink *s
+        for client in list(self.clients.values()):
+            (<NativeClient>client)._close()
+        with self._lock:                   # one thread frees it; pending sees NULL after
+            s = self.sink
+            self.sink = NULL
+            self._from_parent = False      # closed for good, in a child of os.fork too
         if s == NULL:
             return
-        self.sink = NULL
         _live_sinks.discard(self)
         with nogil:
             smartbus_sink_free(s, SINK_CLOSE_TIMEOUT_MS)
@@ -128,7 +147,8 @@ cdef class EventSink:
     @property
     def pending(self):
         """Bytes of events queued and not yet delivered."""
-        return smartbus_sink_pending(self.sink) if self.sink != NULL else 0
+        with self._lock:                   # not freed meanwhile by close()
+            return smartbus_sink_pending(self.sink) if self.sink != NULL else 0
 
     cdef void dispatch(self, const smartbus_event *evs, int count) noexcept:
         cdef int i, last_id = -1
@@ -142,7 +162,7 @@ cdef class EventSink:
                 if e.client_id != last_id:
                     client = self.clients.get(e.client_id)
                     last_id = e.client_id
-                if client is None or client._c == NULL:     # unknown or closed meanwhile
+                if client is None or sbpy_peek(<void **>&client._c) == NULL:  # unknown or closed
                     continue
                 if client.event_executor is None:
                     try:
@@ -222,12 +242,7 @@ def _shutdown():
     while Python is still fully alive (no callback runs after this)."""
     sbpy_set_exiting()
     for sink in list(_live_sinks):
-        for client in list((<EventSink>sink).clients.values()):
-            try:
-                client._close()
-            except BaseException:
-                pass
-        (<EventSink>sink).close()
+        (<EventSink>sink).close()          # its clients first
 
 
 atexit.register(_shutdown)

@@ -74,16 +74,18 @@ cdef class Router:
 
     def stop(self):
         """Makes run() return (thread-safe)."""
-        if self._r != NULL:
-            smartbus_router_stop(self._r)
+        cdef smartbus_router *r = <smartbus_router *>sbpy_enter_attached(<void **>&self._r,
+                                                                        &self._inflight)
+        if r != NULL:
+            smartbus_router_stop(r)
+            sbpy_leave_attached(&self._inflight)
 
     def close(self):
         """Closes every connection and the listeners (after run() returned;
         waits for snapshot() calls of other threads)."""
-        cdef smartbus_router *r = self._r
-        self._r = NULL
+        cdef smartbus_router *r = <smartbus_router *>sbpy_take(<void **>&self._r)
         if r != NULL:
-            while self._inflight:
+            while sbpy_busy(&self._inflight):
                 with nogil:
                     _sleep_ms(1)
             with nogil:
@@ -92,16 +94,19 @@ cdef class Router:
     def stats(self):
         """Router counters (dict)."""
         cdef smartbus_router_stats st
-        if self._r == NULL:
+        cdef smartbus_router *r = <smartbus_router *>sbpy_enter_attached(<void **>&self._r,
+                                                                        &self._inflight)
+        if r == NULL:
             raise RuntimeError("the router is closed")
-        smartbus_router_get_stats(self._r, &st)
+        smartbus_router_get_stats(r, &st)
+        sbpy_leave_attached(&self._inflight)
         return _stats_dict(&st)
 
     def snapshot(self, double timeout=1.0):
         """The counters (``stats``) and every connection (``connections``: a
         list of dicts), copied together by the router's loop; thread-safe.
         TimeoutError when the loop does not answer within ``timeout`` s."""
-        cdef smartbus_router *r = self._r
+        cdef smartbus_router *r
         cdef smartbus_router_stats st
         cdef smartbus_router_conn *conns = NULL
         cdef int cap = SNAPSHOT_ROOM, n
@@ -109,9 +114,9 @@ cdef class Router:
         if not 0 <= timeout <= 3600:
             raise ValueError("timeout must be 0..3600 seconds, got %r" % timeout)
         timeout_ms = <int>(timeout * 1000)
+        r = <smartbus_router *>sbpy_enter(<void **>&self._r, &self._inflight)
         if r == NULL:
             raise RuntimeError("the router is closed")
-        self._inflight += 1
         try:
             while True:
                 free(conns)
@@ -131,7 +136,7 @@ cdef class Router:
                     "connections": [_conn_dict(&conns[i]) for i in range(n)]}
         finally:
             free(conns)
-            self._inflight -= 1
+            sbpy_leave(&self._inflight)
 
 
 cdef dict _stats_dict(const smartbus_router_stats *st):

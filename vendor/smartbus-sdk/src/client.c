@@ -102,7 +102,11 @@ int smartbus_client_connected(smartbus_client *c) { return sb_load(&c->registere
 void smartbus_client_get_stats(smartbus_client *c, smartbus_client_stats *st)
 {
     pthread_mutex_lock(&c->lock);
-    *st = c->st;
+    /* field by field: the I/O thread adds to recv_* without the lock, so a
+     * copy of the whole struct would read them racily */
+    st->sent_msgs = c->st.sent_msgs;
+    st->sent_bytes = c->st.sent_bytes;
+    st->send_full = c->st.send_full;
     st->recv_msgs = sb_relaxed(&c->st.recv_msgs);
     st->recv_bytes = sb_relaxed(&c->st.recv_bytes);
     st->queued_msgs = (uint64_t)sb_load(&c->sendq_msgs);
