@@ -315,6 +315,20 @@ def main(argv=None):
                 r = pyrecv.proc.call(op="busy", on=False)
                 res["contended_64"]["busy_loops"] = r["busy_loops"]
             pyrecv.close()
+            # the same with on_data_batch (one Python call per burst)
+            pyrecv = PyRecv(worker("pyrecv", unit=RECV_UNIT, port=port, batch=True))
+            procs.append(pyrecv)
+            if on("e2e"):
+                log("end to end 64 B, on_data_batch...")
+                res["e2e_batch_64"] = throughput(sender, pyrecv, 64, D)
+            if on("contention"):
+                log("contention, on_data_batch...")
+                if "e2e_batch_64" not in res:
+                    res["e2e_batch_64"] = throughput(sender, pyrecv, 64, D)
+                pyrecv.proc.call(op="busy", on=True)
+                res["contended_batch_64"] = throughput(sender, pyrecv, 64, D)
+                pyrecv.proc.call(op="busy", on=False)
+            pyrecv.close()
 
         if on("zmq"):
             log("pyzmq...")
@@ -436,6 +450,13 @@ def report(res):
     targets["contended_vs_uncontended"] = row(
         "contended 64 B (busy thread)", c64, e64, "uncontended e2e", ">= 0.5x",
         met=None if c64 is None or not e64 else c64 >= 0.5 * e64)
+    eb64, cb64 = g("e2e_batch_64"), g("contended_batch_64")
+    targets["e2e_batch_vs_send"] = row(
+        "end to end 64 B (on_data_batch)", eb64, s64, "send 64 B", ">= 0.8x",
+        met=None if eb64 is None or not s64 else eb64 >= 0.8 * s64)
+    targets["contended_batch_vs_uncontended"] = row(
+        "contended 64 B (on_data_batch)", cb64, eb64, "uncontended batch", ">= 0.8x",
+        met=None if cb64 is None or not eb64 else cb64 >= 0.8 * eb64)
     p50 = res.get("ping", {}).get("p50_us")
     cp50 = res.get("c_echo", {}).get("p50_us")
     targets["ping_p50_vs_c_echo"] = row("ping p50 (10,000)", p50, cp50, "C TCP echo + relay",

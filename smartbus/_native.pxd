@@ -307,6 +307,7 @@ cdef class NativeClient:
     cdef EventSink _sink
     cdef int _inflight             # native calls running without the GIL
     cdef bint _from_parent         # closed by os.fork(): made in the parent process
+    cdef bint _data_batch          # its class defines on_data_batch (set by _open)
     cdef readonly object event_executor
     cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                    int dst_client_type, object data, bint ping) except -1

@@ -84,6 +84,9 @@ cdef class NativeClient:
         self._c = c
         self._sink = sink
         self.event_executor = event_executor
+        # data events go to on_data_batch, a burst at a time, when the class
+        # defines it (see EventSink.dispatch); decided once, here
+        self._data_batch = callable(getattr(type(self), "on_data_batch", None))
         sink.clients[client_id] = self
 
     def _activate(self):
