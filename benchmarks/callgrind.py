@@ -53,6 +53,8 @@ def probe(kind, n):
             up.set()
 
         def on_data(self, head, data):
+            if kind == "ping":               # its SDK answers: the sender counts
+                return
             got[0] += 1
             if got[0] == n:
                 done.set()

@@ -195,7 +195,7 @@ cdef extern from "smartbus_ext.h" nogil:
         pass
     ctypedef struct smartbus_client_stats:
         uint64_t sent_msgs, sent_bytes, recv_msgs, recv_bytes, send_full
-        uint64_t queued_msgs, queued_bytes
+        uint64_t queued_msgs, queued_bytes, direct_msgs
 
     int smartbus_client_new(const smartbus_client_config *cfg, smartbus_sink *sink,
                             smartbus_client **out)

@@ -139,7 +139,7 @@ cdef class NativeClient:
         return {"sent_msgs": st.sent_msgs, "sent_bytes": st.sent_bytes,
                 "recv_msgs": st.recv_msgs, "recv_bytes": st.recv_bytes,
                 "send_full": st.send_full, "queued_msgs": st.queued_msgs,
-                "queued_bytes": st.queued_bytes}
+                "queued_bytes": st.queued_bytes, "direct_msgs": st.direct_msgs}
 
     def send_data(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                   int dst_client_type, data):

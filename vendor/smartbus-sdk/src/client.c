@@ -90,6 +90,7 @@ void smartbus_client_free(smartbus_client *c)
     }
     sb_buf_free(&c->sendq);
     sb_buf_free(&c->resend);
+    sb_buf_free(&c->direct_rest);
     free(c->flows);
     pthread_mutex_destroy(&c->lock);
     free(c);

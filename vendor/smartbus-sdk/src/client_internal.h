@@ -8,7 +8,8 @@
  *   append the encoded packet to the client's send queue under the client's
  *   lock and wake the I/O thread only when the queue goes from empty to
  *   non-empty while the I/O thread sleeps in poll() (no system call per
- *   message).
+ *   message).  A ping on an idle link is written by the calling thread
+ *   itself (no hand-off to the I/O thread): see "the direct-write token".
  * - The I/O thread (engine.c) owns every socket.  It swaps a client's whole
  *   send queue into the active link's write buffer and writes it with one
  *   send() (sendq.c, link.c); it reads big chunks, parses every complete
@@ -93,6 +94,12 @@ struct smartbus_client {
     pthread_mutex_t lock;       /* send queue, flow table, stats */
     sb_buf sendq;
     int sendq_msgs;             /* atomic */
+
+    /* the direct-write token (see below; atomic) and what it covers */
+    int direct;
+    int direct_fd;              /* the idle link's socket, while offered */
+    int direct_link;            /* its index */
+    sb_buf direct_rest;         /* DIRECT_REST: the end of a packet the kernel took part of */
     sb_flow *flows;
     int flows_live, flows_used;
     smartbus_client_stats st;
@@ -115,6 +122,26 @@ static inline sbw_head sb_client_head(smartbus_client *c, int cmd, int cmdtype, 
                    .dst_unit = (uint8_t)dst_unit, .dst_client = (uint8_t)dst_client };
     return h;
 }
+
+/* ---- the direct-write token -------------------------------------------------
+ * Who may write to the active link's socket.  The I/O thread owns the
+ * socket (DIRECT_OFF) except while it sleeps in poll(): just before, it
+ * offers the token (DIRECT_IDLE, sb_link_offer) when the active link is
+ * registered and has nothing to write and the send queue is empty; right
+ * after poll() it takes it back (sb_link_reclaim), waiting for a writer
+ * that holds it, before it touches any link (writes, heartbeats,
+ * answers, closing).  So the socket cannot be closed or written by the
+ * I/O thread while an application thread writes, and the descriptor
+ * stays valid for as long as the token is out.  An application thread
+ * sending a ping holds the client's lock (the producers' lock: the queue
+ * is empty and stays empty, so nothing queued earlier is overtaken),
+ * takes the token (DIRECT_IDLE -> DIRECT_WRITING) and writes the packet
+ * with one non-blocking send(); nothing written: it queues the packet as
+ * usual.  A partial write leaves the rest in direct_rest (DIRECT_REST)
+ * and wakes the I/O thread, which writes it first (as its own bytes: a
+ * packet the kernel took part of is never sent again).  Data sends always
+ * go through the queue: a system call per message would cost throughput. */
+enum { DIRECT_OFF, DIRECT_IDLE, DIRECT_WRITING, DIRECT_REST };
 
 /* ---- the process-wide engine (engine.c) ------------------------------------ */
 
@@ -183,6 +210,10 @@ SB_HIDDEN int  sb_link_received(smartbus_client *c, sb_link *k, size_t n, int64_
 SB_HIDDEN int  sb_link_write(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w);
 /* closes every link of a client that is being let go */
 SB_HIDDEN void sb_link_close_all(smartbus_client *c);
+/* before poll(): offers the direct-write token when the active link is idle */
+SB_HIDDEN void sb_link_offer(smartbus_client *c);
+/* after poll(): takes the token back (waits for a writer holding it) */
+SB_HIDDEN void sb_link_reclaim(smartbus_client *c);
 
 /* ---- pending flows (flows.c) ------------------------------------------------ */
 

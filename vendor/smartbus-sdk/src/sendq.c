@@ -8,11 +8,15 @@
  * Wake-up rule: the I/O thread is woken only when a queue goes from empty
  * to non-empty while it sleeps in poll(), at most once per sleep: no system
  * call per message.  Bounded: max_send_msgs / max_send_bytes, then
- * SMARTBUS_ERR_BUFF_FULL.
+ * SMARTBUS_ERR_BUFF_FULL.  A ping on an idle link skips the queue: the
+ * calling thread writes it (direct_write; client_internal.h says how the
+ * token makes that safe).
  */
 #include "platform.h"
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "client_internal.h"
 
@@ -144,15 +148,17 @@ static uint8_t *queue_tail(smartbus_client *c)
     return c->sendq.p + c->sendq.len;
 }
 
-/* Accounts `n` packets of `bytes` payload, unlocks and wakes the I/O thread
- * when it sleeps and the queue was empty. */
-static void queue_end(smartbus_client *c, int n, uint64_t bytes, int was_empty)
+/* Accounts `queued` packets put in the queue and `written` ones written
+ * directly, of `bytes` payload, unlocks and wakes the I/O thread when it
+ * sleeps and the queue was empty. */
+static void queue_end(smartbus_client *c, int queued, int written, uint64_t bytes, int was_empty)
 {
-    sb_store(&c->sendq_msgs, c->sendq_msgs + n);
-    c->st.sent_msgs += (uint64_t)n;
+    sb_store(&c->sendq_msgs, c->sendq_msgs + queued);
+    c->st.sent_msgs += (uint64_t)(queued + written);
+    c->st.direct_msgs += (uint64_t)written;
     c->st.sent_bytes += bytes;
     pthread_mutex_unlock(&c->lock);
-    if (was_empty) sb_engine_wake_sleeper();
+    if (was_empty && queued) sb_engine_wake_sleeper();
 }
 
 /* Ends a queue_begin() that encoded one packet of `encoded` bytes (<= 0: an
@@ -160,19 +166,69 @@ static void queue_end(smartbus_client *c, int n, uint64_t bytes, int was_empty)
 static int queue_commit(smartbus_client *c, int encoded, int bytes, int was_empty)
 {
     if (encoded > 0) c->sendq.len += (size_t)encoded;
-    queue_end(c, encoded > 0, encoded > 0 ? (uint64_t)bytes : 0, was_empty);
+    queue_end(c, encoded > 0, 0, encoded > 0 ? (uint64_t)bytes : 0, was_empty);
     return encoded > 0 ? 0 : SMARTBUS_ERR_ARGUMENT;
 }
 
-/* Encodes one data packet at the tail of a queue with room for it. */
-static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
-                    int dst_type, const void *data, int size)
+/* Encodes one data packet at the tail of a queue with room for it,
+ * without queueing it yet; its size, or SMARTBUS_ERR_ARGUMENT. */
+static int encode_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
+                       int dst_type, const void *data, int size)
 {
     sbw_head h = sb_client_head(c, cmd, cmdtype, dst_type, dst_unit, dst_client);
     int n = sbw_put_packet(queue_tail(c), sbw_packet_room(size), &h, data, size, SBW_PAD_CLIENT);
-    if (n < 0) return SMARTBUS_ERR_ARGUMENT;
+    return n < 0 ? SMARTBUS_ERR_ARGUMENT : n;
+}
+
+/* Encodes and queues one data packet at the tail of a queue with room for it. */
+static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
+                    int dst_type, const void *data, int size)
+{
+    int n = encode_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
+    if (n < 0) return n;
     c->sendq.len += (size_t)n;
     return 0;
+}
+
+/* The packet of n bytes just encoded at the tail of the empty queue of a
+ * locked client, written by the calling thread if the I/O thread offers
+ * the direct-write token (client_internal.h).  1 when it left (whole, or
+ * its rest kept for the I/O thread), 0 when it must be queued. */
+static int direct_write(smartbus_client *c, size_t n)
+{
+    int idle = DIRECT_IDLE;
+    if (sb_relaxed(&c->direct) != DIRECT_IDLE ||
+        !__atomic_compare_exchange_n(&c->direct, &idle, DIRECT_WRITING, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST))
+        return 0;
+    const uint8_t *p = queue_tail(c);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = sb_send_nosignal(c->direct_fd, p + done, n - done);
+        if (w > 0) done += (size_t)w;
+        else if (w < 0 && errno == EINTR) continue;
+        else break;            /* full or broken: the I/O thread finds out which */
+    }
+    if (done == 0) {
+        sb_store(&c->direct, DIRECT_IDLE);
+        return 0;
+    }
+    if (done == n) {
+        sb_store(&c->direct, DIRECT_IDLE);
+        return 1;
+    }
+    /* the kernel took part of it: the rest must follow before anything else */
+    if (sb_buf_reserve(&c->direct_rest, n - done) == 0) {
+        memcpy(c->direct_rest.p, p + done, n - done);
+        c->direct_rest.len = n - done;
+    } else {
+        /* the stream cannot go on without it: the link is dropped, the I/O
+         * thread reconnects (the packet is lost: at most once) */
+        shutdown(c->direct_fd, SHUT_RDWR);
+    }
+    sb_store(&c->direct, DIRECT_REST);
+    sb_engine_wake();
+    return 1;
 }
 
 /* I/O thread: what a lost link had not begun to write (c->resend, see
@@ -236,9 +292,16 @@ static int send_packet(smartbus_client *c, int cmd, int cmdtype, int dst_unit, i
         rc = queue_begin(c, need, &was_empty);
     }
     if (rc != 0) return rc;
-    rc = put_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
-    queue_end(c, rc == 0, rc == 0 ? (uint64_t)size : 0, was_empty);
-    return rc;
+    int n = encode_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
+    if (n < 0) {
+        queue_end(c, 0, 0, 0, was_empty);
+        return n;
+    }
+    /* a ping on an idle link: no hand-off to the I/O thread (its latency) */
+    int direct = (flags & SMARTBUS_SEND_PING) && was_empty && direct_write(c, (size_t)n);
+    if (!direct) c->sendq.len += (size_t)n;
+    queue_end(c, !direct, direct, (uint64_t)size, was_empty);
+    return 0;
 }
 
 int smartbus_client_send_ex(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
@@ -300,7 +363,7 @@ int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_
         bytes += (uint64_t)size;
     }
     if (done == fit && fit < count) { *err = SMARTBUS_ERR_BUFF_FULL; c->st.send_full++; }
-    queue_end(c, done, bytes, was_empty);
+    queue_end(c, done, 0, bytes, was_empty);
     return done;
 }
 
