@@ -75,7 +75,7 @@ static int client_lingers(smartbus_client *c, int64_t now)
 {
     if (c->linger_until == 0) c->linger_until = now + LINGER_MS;
     if (now >= c->linger_until || sb_load(&c->registered) <= 0 || c->active < 0) return 0;
-    return sb_load(&c->sendq_msgs) > 0 || c->links[c->active].wbuf.len > 0;
+    return sb_sendq_count(c) > 0 || c->links[c->active].wbuf.len > 0;
 }
 
 /* adopts new clients, lets go of closing ones; 1 when asked to stop */
@@ -155,7 +155,7 @@ static void *io_thread(void *arg)
          * sb_engine_wake_sleeper) */
         sb_store(&sb_io_engine.polling, 1);
         for (smartbus_client *c = sb_io_engine.live; c && timeout > 0; c = c->next) {
-            if (c->active >= 0 && c->links[c->active].wbuf.len == 0 && sb_load(&c->sendq_msgs) > 0)
+            if (c->active >= 0 && c->links[c->active].wbuf.len == 0 && sb_sendq_count(c) > 0)
                 timeout = 0;
         }
         if (timeout != 0) {

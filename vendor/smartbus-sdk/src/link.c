@@ -546,7 +546,7 @@ void sb_link_offer(smartbus_client *c)
 {
     if (c->active < 0 || c->linger_until || c->resend.len) return;
     sb_link *k = &c->links[c->active];
-    if (k->state != LINK_REGISTERED || k->wbuf.len != 0 || sb_load(&c->sendq_msgs) != 0) return;
+    if (k->state != LINK_REGISTERED || k->wbuf.len != 0 || sb_sendq_count(c) != 0) return;
     c->direct_fd = k->fd;
     c->direct_link = k->index;
     sb_store(&c->direct, DIRECT_IDLE);
