@@ -300,35 +300,8 @@ def main(argv=None):
         crecv.close()
 
         if on("e2e") or on("contention"):
-            pyrecv = PyRecv(worker("pyrecv", unit=RECV_UNIT, port=port))
-            procs.append(pyrecv)
-            if on("e2e"):
-                for size in (64, KB):
-                    log("end to end %d B..." % size)
-                    res["e2e_%d" % size] = throughput(sender, pyrecv, size, D)
-            if on("contention"):
-                log("contention...")
-                if "e2e_64" not in res:
-                    res["e2e_64"] = throughput(sender, pyrecv, 64, D)
-                pyrecv.proc.call(op="busy", on=True)
-                res["contended_64"] = throughput(sender, pyrecv, 64, D)
-                r = pyrecv.proc.call(op="busy", on=False)
-                res["contended_64"]["busy_loops"] = r["busy_loops"]
-            pyrecv.close()
-            # the same with on_data_batch (one Python call per burst)
-            pyrecv = PyRecv(worker("pyrecv", unit=RECV_UNIT, port=port, batch=True))
-            procs.append(pyrecv)
-            if on("e2e"):
-                log("end to end 64 B, on_data_batch...")
-                res["e2e_batch_64"] = throughput(sender, pyrecv, 64, D)
-            if on("contention"):
-                log("contention, on_data_batch...")
-                if "e2e_batch_64" not in res:
-                    res["e2e_batch_64"] = throughput(sender, pyrecv, 64, D)
-                pyrecv.proc.call(op="busy", on=True)
-                res["contended_batch_64"] = throughput(sender, pyrecv, 64, D)
-                pyrecv.proc.call(op="busy", on=False)
-            pyrecv.close()
+            for batch in (False, True):
+                python_receiver_cases(res, procs, sender, port, on, D, batch)
 
         if on("zmq"):
             log("pyzmq...")
@@ -368,6 +341,28 @@ def main(argv=None):
     res["total_s"] = time.monotonic() - t_start
     report(res)
     return 0
+
+
+def python_receiver_cases(res, procs, sender, port, on, duration, batch):
+    """End to end and contention to a Python receiver counting in on_data
+    (64 B and 1 KiB) or, with ``batch``, in on_data_batch (64 B; keys
+    e2e_batch_64, contended_batch_64)."""
+    kind = "_batch" if batch else ""
+    pyrecv = PyRecv(worker("pyrecv", unit=RECV_UNIT, port=port, batch=batch))
+    procs.append(pyrecv)
+    e2e64 = "e2e%s_64" % kind
+    if on("e2e"):
+        for size in (64,) if batch else (64, KB):
+            log("end to end %d B%s..." % (size, ", on_data_batch" if batch else ""))
+            res["e2e%s_%d" % (kind, size)] = throughput(sender, pyrecv, size, duration)
+    if on("contention"):
+        log("contention%s..." % (", on_data_batch" if batch else ""))
+        if e2e64 not in res:
+            res[e2e64] = throughput(sender, pyrecv, 64, duration)
+        pyrecv.proc.call(op="busy", on=True)
+        contended = res["contended%s_64" % kind] = throughput(sender, pyrecv, 64, duration)
+        contended["busy_loops"] = pyrecv.proc.call(op="busy", on=False)["busy_loops"]
+    pyrecv.close()
 
 
 def memory_case(sbcount, n, stall_timeout):

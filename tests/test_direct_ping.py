@@ -7,12 +7,11 @@ the I/O thread before anything else (the byte stream stays whole)."""
 
 import os
 import random
-import threading
 import time
 
 from smartbus.errors import SmartBusError
 
-from helpers import (TEST_UNIT, WireServer, register_ack, start_net_peer, wait_for)
+from helpers import WireServer, register_ack, run_threads, start_net_peer, wait_for
 
 PEER_UNIT = 16
 PING = 7           # SMARTBUS_SYSCMD_PING
@@ -44,24 +43,16 @@ def test_threads_mixing_pings_and_data_on_one_client(router, net_client, peers):
     p = start_net_peer(peers, router, PEER_UNIT)
     c = net_client(7, router.port)
     threads_n, pairs = 4, 300
-    errors = []
 
     def run(t):
         rnd = random.Random(t)
-        try:
-            for i in range(pairs):
-                c.ping(PEER_UNIT, 1, 11, b"p%d.%d" % (t, i) + bytes(rnd.randrange(200)))
-                c.send_data(1, 3, PEER_UNIT, 1, 11, b"d%d.%d" % (t, i))
-                if rnd.random() < 0.1:
-                    time.sleep(0.002)
-        except BaseException as exc:           # reported by the main thread
-            errors.append(exc)
+        for i in range(pairs):
+            c.ping(PEER_UNIT, 1, 11, b"p%d.%d" % (t, i) + bytes(rnd.randrange(200)))
+            c.send_data(1, 3, PEER_UNIT, 1, 11, b"d%d.%d" % (t, i))
+            if rnd.random() < 0.1:
+                time.sleep(0.002)
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = run_threads(run, threads_n)
     assert not errors, errors
     got = p.received(threads_n * pairs * 2, timeout=20)
     assert len(got) == threads_n * pairs * 2

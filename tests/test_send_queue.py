@@ -4,11 +4,9 @@ bound holding exactly (100,000 messages, then -7) while the server does
 not read; and it goes on at full speed from several threads through the
 router, the I/O thread taking the queue while they append."""
 
-import threading
-
 from smartbus.errors import SmartBusError
 
-from helpers import WireServer, register_ack, start_net_peer
+from helpers import WireServer, register_ack, run_threads, start_net_peer
 
 MAX_QUEUED = 100000        # the send queue's bound in messages (README: -7)
 THREADS = 4
@@ -27,27 +25,19 @@ def test_threads_fill_the_queue_to_its_bound_and_nothing_is_lost(net_client):
         assert c.connected.wait(5)
         conn.pause_reading()
         accepted = [0] * THREADS
-        errors = []
 
         def fill(t):
-            try:
-                i = 0
-                while True:
-                    try:
-                        c.send_data(1, 3, 0, 2, 11, payload(t, i))
-                    except SmartBusError as exc:
-                        assert exc.code == -7, exc
-                        break
-                    i += 1
-                accepted[t] = i
-            except BaseException as exc:
-                errors.append(exc)
+            i = 0
+            while True:
+                try:
+                    c.send_data(1, 3, 0, 2, 11, payload(t, i))
+                except SmartBusError as exc:
+                    assert exc.code == -7, exc
+                    break
+                i += 1
+            accepted[t] = i
 
-        threads = [threading.Thread(target=fill, args=(t,)) for t in range(THREADS)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(120)
+        errors = run_threads(fill, THREADS)
         assert not errors, errors
         # the queue holds exactly its bound (the rest is in the socket buffers)
         assert c.stats()["queued_msgs"] == MAX_QUEUED, c.stats()
@@ -66,25 +56,17 @@ def test_threads_sending_through_the_router(router, net_client, peers):
     p = start_net_peer(peers, router, 16)
     c = net_client(7, router.port)
     per_thread = 20000
-    errors = []
 
     def send(t):
-        try:
-            i = 0
-            while i < per_thread:
-                try:
-                    c.send_data(1, 3, 16, 1, 11, payload(t, i, 8))
-                    i += 1
-                except SmartBusError as exc:
-                    assert exc.code == -7, exc     # full for a moment: again
-        except BaseException as exc:
-            errors.append(exc)
+        i = 0
+        while i < per_thread:
+            try:
+                c.send_data(1, 3, 16, 1, 11, payload(t, i, 8))
+                i += 1
+            except SmartBusError as exc:
+                assert exc.code == -7, exc     # full for a moment: again
 
-    threads = [threading.Thread(target=send, args=(t,)) for t in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(120)
+    errors = run_threads(send, THREADS)
     assert not errors, errors
     got = p.received(THREADS * per_thread, timeout=60)
     assert len(got) == THREADS * per_thread
