@@ -9,11 +9,13 @@
  *   lock (the producers' lock: the I/O thread takes it only for pending
  *   flows and after a lost link, see "the send queue's two halves") and
  *   wake the I/O thread only when the queue goes from empty to non-empty
- *   while the I/O thread sleeps in poll() (no system call per message).  A ping on an idle link is written by the calling thread
- *   itself (no hand-off to the I/O thread): see "the direct-write token".
+ *   while the I/O thread sleeps in poll() (no system call per message).
+ *   A ping on an idle link is written by the calling thread itself (no
+ *   hand-off to the I/O thread): see "the direct-write token".
  * - The I/O thread (engine.c) owns every socket.  It takes a client's whole
- *   send queue (the filled half) into the active link's write buffer and
- *   writes it with one send() (sendq.c, link.c); it reads big chunks, parses every complete
+ *   send queue (the half being filled) into the active link's write buffer
+ *   and writes it with one send() (sendq.c, link.c); it reads big chunks,
+ *   parses every complete
  *   packet, answers pings, heartbeats and global-connect events itself
  *   (link.c), settles pending flows (flows.c), and appends the events for
  *   the application to the client's sink (one sink lock per burst).
@@ -92,7 +94,7 @@ struct smartbus_client {
     int started, closing, detached;   /* under sb_io_engine.lock */
     unsigned epoch;             /* sb_io_engine.epoch when started */
 
-    pthread_mutex_t lock;       /* the producers' lock: the filled half, flow table, stats */
+    pthread_mutex_t lock;       /* the producers' lock: the half being filled, flows, stats */
     sb_buf sendq[2];            /* the send queue's two halves (below) */
     int sendq_n[2];             /* packets in each half (atomic; sb_sendq_count) */
     int fill;                   /* the half producers fill (atomic; the I/O thread flips it) */
