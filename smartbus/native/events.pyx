@@ -2,8 +2,8 @@
 # _trampoline on their callback threads with batches of events; EventSink
 # dispatches them to the clients' handlers (on_data directly: the hot path;
 # or, for a client whose class defines on_data_batch, each run of its data
-# events as one list; the rest through the client's event_executor).  At interpreter exit,
-# _shutdown stops delivery and closes every client and sink.  In the child
+# events as one list; the rest through the client's event_executor).  At
+# interpreter exit, _shutdown stops delivery and closes every client and sink.  In the child
 # of os.fork(), _after_fork_in_child closes the parent's clients and sinks
 # (their SDK threads stayed in the parent).
 
