@@ -245,7 +245,8 @@ class SenderRole:
 
 
 class PyRecvRole:
-    """smartbus.net client counting in on_data; `arm` sets the target count."""
+    """smartbus.net client counting in on_data (or, with "batch", in
+    on_data_batch); `arm` sets the target count."""
 
     def __init__(self, args):
         from smartbus.net import Client
@@ -265,7 +266,16 @@ class PyRecvRole:
                 role.t_last = monotonic()
                 role.done.set()
 
+        def on_data_batch(self, batch):
+            n = role.count + len(batch)
+            role.count = n
+            if n >= role.target and not role.done.is_set():
+                role.t_last = monotonic()
+                role.done.set()
+
         cls = _net_client_class(Client, on_data)
+        if args.get("batch"):
+            cls.on_data_batch = on_data_batch
         cls.connected_event = threading.Event()
         self.client = cls.create(args.get("client_id", 1), 11, "127.0.0.1", args["port"])
         self.client.activate()

@@ -24,7 +24,12 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
     """Documented methods and handlers common to smartbus.net.Client and
     smartbus.ipc.Client.  Override the ``on_*`` handlers in a subclass; they
     run in the client's ``event_executor`` (by default one SDK thread:
-    one at a time, in arrival order, never on the caller's thread)."""
+    one at a time, in arrival order, never on the caller's thread).
+
+    Batch delivery (an extension of the old API): a subclass that defines
+    ``on_data_batch(self, batch)`` gets received data as lists of
+    ``(head, data)`` tuples in arrival order, one call per burst (at most
+    256 messages), instead of ``on_data`` calls; see :meth:`on_data`."""
 
     _own_sink: Optional[_native.EventSink] = None   # the sink made for this client alone
     #: the access point's unit of the last successful registration (None before)
@@ -223,7 +228,14 @@ class ClientAPI(_native.NativeClient, LoggerMixin):
         """The connection was lost (the client reconnects by itself)."""
 
     def on_data(self, head: Head, data: bytes) -> None:
-        """Data arrived: ``head`` a :class:`smartbus.head.Head`, ``data`` bytes."""
+        """Data arrived: ``head`` a :class:`smartbus.head.Head`, ``data`` bytes.
+
+        Not called when the class defines ``on_data_batch(self, batch)``:
+        that handler gets the messages a burst brought (a list of up to 256
+        ``(head, data)`` tuples, in arrival order; other events never
+        overtake them), one call per burst, which costs far less than a
+        call per message.  With an ``event_executor``, each batch is one
+        task.  An exception it raises is logged; the next batch still comes."""
 
     def on_flow_ack(self, head: Optional[Head], project_id: str, invoke_id: int,
                     status_code: int, msg: str) -> None:

@@ -196,7 +196,7 @@ cdef extern from "smartbus_ext.h" nogil:
         pass
     ctypedef struct smartbus_client_stats:
         uint64_t sent_msgs, sent_bytes, recv_msgs, recv_bytes, send_full
-        uint64_t queued_msgs, queued_bytes
+        uint64_t queued_msgs, queued_bytes, direct_msgs
 
     int smartbus_client_new(const smartbus_client_config *cfg, smartbus_sink *sink,
                             smartbus_client **out)
@@ -321,6 +321,7 @@ cdef class NativeClient:
     cdef int _inflight             # native calls using _c (handle.h: close waits for them)
     cdef cython.pymutex _close_lock    # one _close at a time: the others wait for it
     cdef bint _from_parent         # closed by os.fork(): made in the parent process
+    cdef bint _data_batch          # its class defines on_data_batch (set by _open)
     cdef readonly object event_executor
     cdef int _send(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                    int dst_client_type, object data, bint ping) except -1

@@ -18,8 +18,9 @@ handlers::
     asyncio.run(main())
 
 How events reach the loop: the SDK calls the client's handlers on its
-callback thread, in bursts.  Each received message is appended to the
-client's inbox (a lock and a deque); the first event after the loop last
+callback thread, in bursts.  The received messages of a burst are
+appended to the client's inbox (a lock and a deque) under one lock (the
+connections define ``on_data_batch``); the first event after the loop last
 drained the inbox schedules one ``loop.call_soon_threadsafe``, and the rest
 of the burst rides on it: one loop wake-up per burst, no polling.
 
@@ -132,17 +133,22 @@ class _Inbox:
 
     # ---- the callback thread ------------------------------------------------------
 
-    def put_message(self, message: Message, size: int) -> None:
-        """Appends a received message; waits while the inbox is full."""
+    def put_messages(self, batch: List[Message]) -> None:
+        """Appends received messages in order (one lock for the batch);
+        waits while the inbox is full."""
         with self._lock:
-            if len(self._messages) >= self._max_messages or \
-                    (self._messages and self._bytes + size > self._max_bytes):
-                self._wait_for_room(size)
-            if self._closed:
-                return
-            self._messages.append(message)
-            self._bytes += size
-            if self._wakeup is None:
+            for message in batch:
+                size = len(message[1])
+                if len(self._messages) >= self._max_messages or \
+                        (self._messages and self._bytes + size > self._max_bytes):
+                    if self._wakeup is None:     # the loop must take what is there
+                        self._schedule_wakeup()
+                    self._wait_for_room(size)
+                if self._closed:
+                    return
+                self._messages.append(message)
+                self._bytes += size
+            if self._wakeup is None and self._messages:
                 self._schedule_wakeup()
 
     def put_event(self, fn: Callable[..., None], *args: Any) -> None:
@@ -244,10 +250,10 @@ class _Connection:
         self._inbox = owner._inbox
         super().__init__(*args, **kwargs)
 
-    def on_data(self, head: Head, data: bytes) -> None:
-        # one call per message; a batch handler (on_data_batch, one call per
-        # burst) would hand the whole burst over under one lock instead
-        self._inbox.put_message((head, data), len(data))
+    def on_data_batch(self, batch: List[Message]) -> None:
+        # one call per burst (the binding's batch delivery): the burst goes
+        # into the inbox under one lock
+        self._inbox.put_messages(batch)
 
     def on_connect(self) -> None:
         self._inbox.put_event(self._owner._registered)

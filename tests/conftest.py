@@ -100,12 +100,14 @@ def net_client(net_lib):
 @pytest.fixture
 def ipc_client():
     """Factory of our IPC client in this process (one at a time, class
-    helpers.Recording): ``make(client_id, ipc_path, client_type=3, **kwargs)``,
-    see client_factory."""
+    helpers.Recording or a subclass ``cls`` of it):
+    ``make(client_id, ipc_path, client_type=3, cls=None, **kwargs)``, see
+    client_factory."""
     from smartbus.ipc import Client
 
-    def create(client_id, ipc_path, client_type=3, **kwargs):
-        return recording(Client).create(client_id, client_type, ipc_path=ipc_path, **kwargs)
+    def create(client_id, ipc_path, client_type=3, cls=None, **kwargs):
+        cls = cls or recording(Client)
+        return cls.create(client_id, client_type, ipc_path=ipc_path, **kwargs)
 
     with client_factory(create) as make:
         yield make

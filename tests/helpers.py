@@ -108,6 +108,26 @@ def wait_for(predicate, timeout=5.0, interval=0.01):
         time.sleep(interval)
 
 
+def run_threads(target, count, timeout=120):
+    """Runs ``target(i)`` on ``count`` threads at once and waits for them
+    (bounded); returns the exceptions they raised (assert it is empty)."""
+    errors = []
+
+    def run(i):
+        try:
+            target(i)
+        except BaseException as exc:           # reported to the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "threads still running after %s s" % timeout
+    return errors
+
+
 class EventLog:
     """Events in arrival order, each with the time.monotonic() it arrived,
     safe across threads.  An event is a kind and its arguments."""

@@ -450,6 +450,23 @@ def test_inbox_is_bounded_and_loses_nothing(make_client, router, peers):
     run_connected("asyncio", c, main)
 
 
+def test_bursts_larger_than_the_inbox(make_client, router, peers):
+    """The connection takes a burst at a time (on_data_batch) into an
+    inbox of 3 messages: each burst waits for room several times over, and
+    every message arrives, in order."""
+    peer = start_net_peer(peers, router, PEER_UNIT)
+    c = make_client(max_buffered=3)
+
+    async def main(c):
+        assert callable(type(c._sync).on_data_batch)
+        peer.start_call(op="send", dst=c.address, count=2000, max_size=50)
+        received = await take(c, 2000)
+        assert received == [payload(i, 50) for i in range(2000)]
+        assert peer.reply()["ok"]
+
+    run_connected("asyncio", c, main)
+
+
 def test_inbox_bound_in_bytes(make_client, router, peers):
     """A message larger than the byte bound still passes, alone."""
     peer = start_net_peer(peers, router, PEER_UNIT)

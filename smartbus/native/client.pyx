@@ -84,6 +84,9 @@ cdef class NativeClient:
         self._c = c
         self._sink = sink
         self.event_executor = event_executor
+        # data events go to on_data_batch, a burst at a time, when the class
+        # defines it (see EventSink.dispatch); decided once, here
+        self._data_batch = callable(getattr(type(self), "on_data_batch", None))
         sink._register(client_id, self)
 
     def _activate(self):
@@ -145,7 +148,7 @@ cdef class NativeClient:
         return {"sent_msgs": st.sent_msgs, "sent_bytes": st.sent_bytes,
                 "recv_msgs": st.recv_msgs, "recv_bytes": st.recv_bytes,
                 "send_full": st.send_full, "queued_msgs": st.queued_msgs,
-                "queued_bytes": st.queued_bytes}
+                "queued_bytes": st.queued_bytes, "direct_msgs": st.direct_msgs}
 
     def send_data(self, int cmd, int cmd_type, int dst_unit_id, int dst_client_id,
                   int dst_client_type, data):

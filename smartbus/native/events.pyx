@@ -1,8 +1,9 @@
 # Part of smartbus._native: event delivery.  The SDK's sinks call
 # _trampoline on their callback threads with batches of events; EventSink
 # dispatches them to the clients' handlers (on_data directly: the hot path;
-# the rest through the client's event_executor).  At interpreter exit,
-# _shutdown stops delivery and closes every client and sink.  In the child
+# or, for a client whose class defines on_data_batch, each run of its data
+# events as one list; the rest through the client's event_executor).  At
+# interpreter exit, _shutdown stops delivery and closes every client and sink.  In the child
 # of os.fork(), _after_fork_in_child closes the parent's clients and sinks
 # (their SDK threads stayed in the parent).
 
@@ -64,6 +65,14 @@ cdef inline _run(NativeClient client, fn, tuple args):
         fn(*args)
     else:
         ex.submit(_guarded, fn, args)
+
+
+cdef void _deliver_batch(NativeClient client, list batch) noexcept:
+    # one on_data_batch call (or one executor task) for a run of data events
+    try:
+        _run(client, client.on_data_batch, (batch,))
+    except BaseException:
+        _log.exception("smartbus: exception in event handler")
 
 
 cdef inline str _text(const char *s, int n, encoding):
@@ -154,15 +163,27 @@ cdef class EventSink:
         cdef int i, last_id = -1
         cdef const smartbus_event *e
         cdef NativeClient client = None
+        cdef list batch = None       # data events of `client` gathered for on_data_batch
         for i in range(count):
             e = &evs[i]
             if e.type == SMARTBUS_EV_DATA:
                 # the hot path: one client lookup per run of events for the same
-                # client, on_data called directly (no argument tuple)
+                # client, on_data called directly (no argument tuple), or the run
+                # gathered into one list for on_data_batch
                 if e.client_id != last_id:
+                    if batch is not None:
+                        _deliver_batch(client, batch)
+                        batch = None
                     client = self.clients.get(e.client_id)
                     last_id = e.client_id
                 if client is None or sbpy_peek(<void **>&client._c) == NULL:  # unknown or closed
+                    continue
+                if client._data_batch:
+                    if batch is None:
+                        batch = []
+                    batch.append((Head.from_raw(e.head),
+                                  PyBytes_FromStringAndSize(<const char *>e.data, e.size)
+                                  if e.size > 0 else b""))
                     continue
                 if client.event_executor is None:
                     try:
@@ -172,11 +193,16 @@ cdef class EventSink:
                     except BaseException:
                         _log.exception("smartbus: exception in event handler")
                     continue
+            if batch is not None:    # arrival order: the data before this event first
+                _deliver_batch(client, batch)
+                batch = None
             last_id = -1             # other events may add or remove clients
             try:
                 self._event(e)
             except BaseException:
                 _log.exception("smartbus: exception in event handler")
+        if batch is not None:
+            _deliver_batch(client, batch)
 
     cdef _event(self, const smartbus_event *e):
         cdef NativeClient client = self.clients.get(e.client_id)

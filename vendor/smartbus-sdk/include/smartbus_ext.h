@@ -178,6 +178,8 @@ typedef struct smartbus_client_stats {
     uint64_t recv_msgs, recv_bytes;    /* packets read from the server */
     uint64_t send_full;                /* sends refused with BUFF_FULL */
     uint64_t queued_msgs, queued_bytes;/* in the send queue now */
+    uint64_t direct_msgs;              /* of sent_msgs: pings written by the calling
+                                          thread on an idle link (no queue) */
 } smartbus_client_stats;
 SMARTBUS_API void smartbus_client_get_stats(smartbus_client *c, smartbus_client_stats *st);
 

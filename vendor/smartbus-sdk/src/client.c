@@ -88,8 +88,10 @@ void smartbus_client_free(smartbus_client *c)
         sb_buf_free(&c->links[i].rbuf);
         sb_buf_free(&c->links[i].wbuf);
     }
-    sb_buf_free(&c->sendq);
+    sb_buf_free(&c->sendq[0]);
+    sb_buf_free(&c->sendq[1]);
     sb_buf_free(&c->resend);
+    sb_buf_free(&c->direct_rest);
     free(c->flows);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -101,15 +103,16 @@ int smartbus_client_connected(smartbus_client *c) { return sb_load(&c->registere
 
 void smartbus_client_get_stats(smartbus_client *c, smartbus_client_stats *st)
 {
-    pthread_mutex_lock(&c->lock);
+    sb_sendq_lock(c);
     /* field by field: the I/O thread adds to recv_* without the lock, so a
      * copy of the whole struct would read them racily */
     st->sent_msgs = c->st.sent_msgs;
     st->sent_bytes = c->st.sent_bytes;
     st->send_full = c->st.send_full;
+    st->direct_msgs = c->st.direct_msgs;
     st->recv_msgs = sb_relaxed(&c->st.recv_msgs);
     st->recv_bytes = sb_relaxed(&c->st.recv_bytes);
-    st->queued_msgs = (uint64_t)sb_load(&c->sendq_msgs);
-    st->queued_bytes = c->sendq.len;
-    pthread_mutex_unlock(&c->lock);
+    st->queued_msgs = (uint64_t)sb_sendq_count(c);
+    st->queued_bytes = c->sendq[c->half].len;
+    sb_sendq_unlock(c);
 }

@@ -6,12 +6,16 @@
  * Threads and data:
  * - Application threads call smartbus_client_send() & co. (sendq.c).  They
  *   append the encoded packet to the client's send queue under the client's
- *   lock and wake the I/O thread only when the queue goes from empty to
- *   non-empty while the I/O thread sleeps in poll() (no system call per
- *   message).
- * - The I/O thread (engine.c) owns every socket.  It swaps a client's whole
- *   send queue into the active link's write buffer and writes it with one
- *   send() (sendq.c, link.c); it reads big chunks, parses every complete
+ *   lock (the producers' lock: the I/O thread takes it only for pending
+ *   flows and after a lost link, see "the send queue's two halves") and
+ *   wake the I/O thread only when the queue goes from empty to non-empty
+ *   while the I/O thread sleeps in poll() (no system call per message).
+ *   A ping on an idle link is written by the calling thread itself (no
+ *   hand-off to the I/O thread): see "the direct-write token".
+ * - The I/O thread (engine.c) owns every socket.  It takes a client's whole
+ *   send queue (the half being filled) into the active link's write buffer
+ *   and writes it with one send() (sendq.c, link.c); it reads big chunks,
+ *   parses every complete
  *   packet, answers pings, heartbeats and global-connect events itself
  *   (link.c), settles pending flows (flows.c), and appends the events for
  *   the application to the client's sink (one sink lock per burst).
@@ -90,9 +94,18 @@ struct smartbus_client {
     int started, closing, detached;   /* under sb_io_engine.lock */
     unsigned epoch;             /* sb_io_engine.epoch when started */
 
-    pthread_mutex_t lock;       /* send queue, flow table, stats */
-    sb_buf sendq;
-    int sendq_msgs;             /* atomic */
+    pthread_mutex_t lock;       /* the producers' lock: the half being filled, flows, stats */
+    sb_buf sendq[2];            /* the send queue's two halves (below) */
+    int sendq_n[2];             /* packets in each half (atomic; sb_sendq_count) */
+    int fill;                   /* the half producers fill (atomic; the I/O thread flips it) */
+    unsigned fill_seq;          /* odd while a producer appends (atomic; see below) */
+    int half;                   /* the half the producer holding the lock fills */
+
+    /* the direct-write token (see below; atomic) and what it covers */
+    int direct;
+    int direct_fd;              /* the idle link's socket, while offered */
+    int direct_link;            /* its index */
+    sb_buf direct_rest;         /* DIRECT_REST: the end of a packet the kernel took part of */
     sb_flow *flows;
     int flows_live, flows_used;
     smartbus_client_stats st;
@@ -115,6 +128,37 @@ static inline sbw_head sb_client_head(smartbus_client *c, int cmd, int cmdtype, 
                    .dst_unit = (uint8_t)dst_unit, .dst_client = (uint8_t)dst_client };
     return h;
 }
+
+/* ---- the send queue's two halves -------------------------------------------
+ * Producers (application threads, serialised by the client's lock) append
+ * to sendq[fill]; the I/O thread takes the queue without that lock: it
+ * flips `fill` to the other, empty half, waits until no producer is still
+ * appending to the old one (fill_seq: a producer makes it odd before it
+ * reads `fill` and even when done, so once the I/O thread has flipped
+ * `fill`, only a producer already inside can use the old half, and it is
+ * the one fill_seq shows), then swaps the old half into the link's write
+ * buffer.  The half being filled holds the whole queue (the other is empty
+ * but for that moment), so its bounds are the queue's bounds, as before. */
+
+/* ---- the direct-write token -------------------------------------------------
+ * Who may write to the active link's socket.  The I/O thread owns the
+ * socket (DIRECT_OFF) except while it sleeps in poll(): just before, it
+ * offers the token (DIRECT_IDLE, sb_link_offer) when the active link is
+ * registered and has nothing to write and the send queue is empty; right
+ * after poll() it takes it back (sb_link_reclaim), waiting for a writer
+ * that holds it, before it touches any link (writes, heartbeats,
+ * answers, closing).  So the socket cannot be closed or written by the
+ * I/O thread while an application thread writes, and the descriptor
+ * stays valid for as long as the token is out.  An application thread
+ * sending a ping holds the client's lock (the producers' lock: the queue
+ * is empty and stays empty, so nothing queued earlier is overtaken),
+ * takes the token (DIRECT_IDLE -> DIRECT_WRITING) and writes the packet
+ * with one non-blocking send(); nothing written: it queues the packet as
+ * usual.  A partial write leaves the rest in direct_rest (DIRECT_REST)
+ * and wakes the I/O thread, which writes it first (as its own bytes: a
+ * packet the kernel took part of is never sent again).  Data sends always
+ * go through the queue: a system call per message would cost throughput. */
+enum { DIRECT_OFF, DIRECT_IDLE, DIRECT_WRITING, DIRECT_REST };
 
 /* ---- the process-wide engine (engine.c) ------------------------------------ */
 
@@ -183,6 +227,10 @@ SB_HIDDEN int  sb_link_received(smartbus_client *c, sb_link *k, size_t n, int64_
 SB_HIDDEN int  sb_link_write(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w);
 /* closes every link of a client that is being let go */
 SB_HIDDEN void sb_link_close_all(smartbus_client *c);
+/* before poll(): offers the direct-write token when the active link is idle */
+SB_HIDDEN void sb_link_offer(smartbus_client *c);
+/* after poll(): takes the token back (waits for a writer holding it) */
+SB_HIDDEN void sb_link_reclaim(smartbus_client *c);
 
 /* ---- pending flows (flows.c) ------------------------------------------------ */
 
@@ -204,6 +252,38 @@ SB_HIDDEN int  sb_flows_on_reply(smartbus_client *c, const uint8_t *pkt, const s
                                  sb_sink_writer *w);
 
 /* ---- the send queue (sendq.c; I/O thread side) ------------------------------ */
+
+/* A producer's hold on the send queue: locks the client and picks the half
+ * to fill (c->half); unlock with sb_sendq_unlock.  sb_sendq_trylock: 0, or
+ * non-zero (nothing held) when the lock is busy. */
+static inline void sb_sendq_enter(smartbus_client *c)
+{
+    sb_store(&c->fill_seq, sb_relaxed(&c->fill_seq) + 1);     /* odd: appending */
+    c->half = sb_load(&c->fill);
+}
+static inline void sb_sendq_lock(smartbus_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    sb_sendq_enter(c);
+}
+static inline int sb_sendq_trylock(smartbus_client *c)
+{
+    if (pthread_mutex_trylock(&c->lock) != 0) return -1;
+    sb_sendq_enter(c);
+    return 0;
+}
+static inline void sb_sendq_unlock(smartbus_client *c)
+{
+    /* even: done (a release store: the I/O thread reads the half after it) */
+    __atomic_store_n(&c->fill_seq, sb_relaxed(&c->fill_seq) + 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* packets in the send queue (any thread) */
+static inline int sb_sendq_count(smartbus_client *c)
+{
+    return sb_load(&c->sendq_n[0]) + sb_load(&c->sendq_n[1]);
+}
 
 /* moves the application's send queue to the active link and writes */
 SB_HIDDEN void sb_sendq_pump(smartbus_client *c, int64_t now, sb_sink_writer *w);

@@ -75,7 +75,7 @@ static int client_lingers(smartbus_client *c, int64_t now)
 {
     if (c->linger_until == 0) c->linger_until = now + LINGER_MS;
     if (now >= c->linger_until || sb_load(&c->registered) <= 0 || c->active < 0) return 0;
-    return sb_load(&c->sendq_msgs) > 0 || c->links[c->active].wbuf.len > 0;
+    return sb_sendq_count(c) > 0 || c->links[c->active].wbuf.len > 0;
 }
 
 /* adopts new clients, lets go of closing ones; 1 when asked to stop */
@@ -155,11 +155,16 @@ static void *io_thread(void *arg)
          * sb_engine_wake_sleeper) */
         sb_store(&sb_io_engine.polling, 1);
         for (smartbus_client *c = sb_io_engine.live; c && timeout > 0; c = c->next) {
-            if (c->active >= 0 && c->links[c->active].wbuf.len == 0 && sb_load(&c->sendq_msgs) > 0)
+            if (c->active >= 0 && c->links[c->active].wbuf.len == 0 && sb_sendq_count(c) > 0)
                 timeout = 0;
+        }
+        if (timeout != 0) {
+            /* asleep: application threads may write pings themselves */
+            for (smartbus_client *c = sb_io_engine.live; c; c = c->next) sb_link_offer(c);
         }
         int nready = poll(ps.fds, (nfds_t)ps.n, timeout);
         sb_store(&sb_io_engine.polling, 0);
+        for (smartbus_client *c = sb_io_engine.live; c; c = c->next) sb_link_reclaim(c);
         if (nready <= 0) continue;
 
         now = sb_now_ms();
@@ -207,6 +212,7 @@ static void engine_after_fork_in_parent(void)
 static void close_links_of(smartbus_client *list)
 {
     for (smartbus_client *c = list; c; c = c->next) {
+        c->direct = DIRECT_OFF;         /* no direct write to a closed (or reused) number */
         for (int i = 0; i < c->nlinks; i++) {
             if (c->links[i].fd >= 0) close(c->links[i].fd);
             c->links[i].fd = -1;

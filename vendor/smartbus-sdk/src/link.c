@@ -14,6 +14,7 @@
 #include "platform.h"
 #include <errno.h>
 #include <netdb.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -538,6 +539,39 @@ void sb_link_timers(smartbus_client *c, sb_link *k, int64_t now, int *timeout,
         int64_t wait = due - now;
         if (wait < 0) wait = 0;
         if (wait < *timeout) *timeout = (int)wait;
+    }
+}
+
+void sb_link_offer(smartbus_client *c)
+{
+    if (c->active < 0 || c->linger_until || c->resend.len) return;
+    sb_link *k = &c->links[c->active];
+    if (k->state != LINK_REGISTERED || k->wbuf.len != 0 || sb_sendq_count(c) != 0) return;
+    c->direct_fd = k->fd;
+    c->direct_link = k->index;
+    sb_store(&c->direct, DIRECT_IDLE);
+}
+
+void sb_link_reclaim(smartbus_client *c)
+{
+    for (;;) {
+        int v = sb_load(&c->direct);
+        if (v == DIRECT_OFF) return;
+        if (v == DIRECT_WRITING) {          /* one send() in progress */
+            sched_yield();
+            continue;
+        }
+        if (__atomic_compare_exchange_n(&c->direct, &v, DIRECT_OFF, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            break;
+    }
+    if (c->direct_rest.len) {
+        /* the link's write buffer is empty (sb_link_offer): the rest goes
+         * first, as the I/O thread's own bytes (app_end 0) */
+        sb_link *k = &c->links[c->direct_link];
+        sb_buf_swap(&k->wbuf, &c->direct_rest);
+        k->app_end = 0;
+        c->direct_rest.len = c->direct_rest.off = 0;
     }
 }
 

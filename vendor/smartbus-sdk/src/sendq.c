@@ -8,15 +8,21 @@
  * Wake-up rule: the I/O thread is woken only when a queue goes from empty
  * to non-empty while it sleeps in poll(), at most once per sleep: no system
  * call per message.  Bounded: max_send_msgs / max_send_bytes, then
- * SMARTBUS_ERR_BUFF_FULL.
+ * SMARTBUS_ERR_BUFF_FULL.  A ping on an idle link skips the queue: the
+ * calling thread writes it (direct_write; client_internal.h says how the
+ * token makes that safe).
  */
 #include "platform.h"
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "client_internal.h"
 
 #define PUMP_ROUNDS 4           /* queue hand-offs per link and I/O turn */
+#define HALF_KEEP   ((size_t)4 << 20)   /* an emptied half above this is freed */
 
 /* Invoke ids: a random start per process, then +1 per invoke.  The vendor
  * counts from 1 (NET.md §8.1), which lets any client guess the ids of
@@ -104,75 +110,139 @@ void sb_sendq_after_fork(void)
  * bounds in messages and bytes hold. */
 static int queue_fits(const smartbus_client *c, int msgs_ahead, size_t bytes_ahead, size_t need)
 {
-    size_t queued = c->sendq.len + bytes_ahead;
-    if (c->sendq_msgs + msgs_ahead >= c->max_msgs) return 0;
+    size_t queued = c->sendq[c->half].len + bytes_ahead;
+    if (sb_relaxed(&c->sendq_n[c->half]) + msgs_ahead >= c->max_msgs) return 0;
     return queued == 0 || queued + need <= c->max_bytes;
 }
 
-/* Makes room for `need` more bytes in the send queue of a locked client.
- * On success returns 0 with the lock still held; *was_empty tells whether
- * the queue was empty.  On failure the lock is released. */
+/* Makes room for `need` more bytes in the send queue of a client held
+ * with sb_sendq_lock.  On success returns 0 still holding it; *was_empty
+ * tells whether the queue was empty.  On failure it is released. */
 static int queue_begin_locked(smartbus_client *c, size_t need, int *was_empty)
 {
     if (sb_load(&c->registered) <= 0) {
-        pthread_mutex_unlock(&c->lock);
+        sb_sendq_unlock(c);
         return SMARTBUS_ERR_CONN_NOT_ESTAB;
     }
     if (!queue_fits(c, 0, 0, need)) {
         c->st.send_full++;
-        pthread_mutex_unlock(&c->lock);
+        sb_sendq_unlock(c);
         return SMARTBUS_ERR_BUFF_FULL;
     }
-    if (sb_buf_reserve(&c->sendq, need) != 0) {
-        pthread_mutex_unlock(&c->lock);
+    if (sb_buf_reserve(&c->sendq[c->half], need) != 0) {
+        sb_sendq_unlock(c);
         return SMARTBUS_ERR_MEM_ALLOC;
     }
-    *was_empty = c->sendq_msgs == 0;
+    *was_empty = sb_relaxed(&c->sendq_n[c->half]) == 0;
     return 0;
 }
 
-/* Locks the client, then queue_begin_locked(). */
+/* sb_sendq_lock(), then queue_begin_locked(). */
 static int queue_begin(smartbus_client *c, size_t need, int *was_empty)
 {
-    pthread_mutex_lock(&c->lock);
+    sb_sendq_lock(c);
     return queue_begin_locked(c, need, was_empty);
 }
 
-/* where the next packet is encoded */
-static uint8_t *queue_tail(smartbus_client *c)
+/* the half being filled, and where its next packet is encoded */
+static sb_buf *queue_buf(smartbus_client *c)
 {
-    return c->sendq.p + c->sendq.len;
+    return &c->sendq[c->half];
 }
 
-/* Accounts `n` packets of `bytes` payload, unlocks and wakes the I/O thread
- * when it sleeps and the queue was empty. */
-static void queue_end(smartbus_client *c, int n, uint64_t bytes, int was_empty)
+static uint8_t *queue_tail(smartbus_client *c)
 {
-    sb_store(&c->sendq_msgs, c->sendq_msgs + n);
-    c->st.sent_msgs += (uint64_t)n;
+    return queue_buf(c)->p + queue_buf(c)->len;
+}
+
+/* Accounts `queued` packets put in the queue and `written` ones written
+ * directly, of `bytes` payload, unlocks and wakes the I/O thread when it
+ * sleeps and the queue was empty. */
+static void queue_end(smartbus_client *c, int queued, int written, uint64_t bytes, int was_empty)
+{
+    if (queued) {
+        int n = sb_relaxed(&c->sendq_n[c->half]) + queued;
+        /* the wake-up rule: the count is stored before `polling` is read
+         * (sequentially consistent) when the queue was empty; otherwise the
+         * I/O thread is not asleep on it, and a plain store will do */
+        if (was_empty) sb_store(&c->sendq_n[c->half], n);
+        else __atomic_store_n(&c->sendq_n[c->half], n, __ATOMIC_RELAXED);
+    }
+    c->st.sent_msgs += (uint64_t)(queued + written);
+    c->st.direct_msgs += (uint64_t)written;
     c->st.sent_bytes += bytes;
-    pthread_mutex_unlock(&c->lock);
-    if (was_empty) sb_engine_wake_sleeper();
+    sb_sendq_unlock(c);
+    if (was_empty && queued) sb_engine_wake_sleeper();
 }
 
 /* Ends a queue_begin() that encoded one packet of `encoded` bytes (<= 0: an
  * encoder error) carrying `bytes` of the caller's text; 0 or an error code. */
 static int queue_commit(smartbus_client *c, int encoded, int bytes, int was_empty)
 {
-    if (encoded > 0) c->sendq.len += (size_t)encoded;
-    queue_end(c, encoded > 0, encoded > 0 ? (uint64_t)bytes : 0, was_empty);
+    if (encoded > 0) queue_buf(c)->len += (size_t)encoded;
+    queue_end(c, encoded > 0, 0, encoded > 0 ? (uint64_t)bytes : 0, was_empty);
     return encoded > 0 ? 0 : SMARTBUS_ERR_ARGUMENT;
 }
 
-/* Encodes one data packet at the tail of a queue with room for it. */
-static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
-                    int dst_type, const void *data, int size)
+/* Encodes one data packet at the tail of a queue with room for it,
+ * without queueing it yet; its size, or SMARTBUS_ERR_ARGUMENT. */
+static int encode_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
+                       int dst_type, const void *data, int size)
 {
     sbw_head h = sb_client_head(c, cmd, cmdtype, dst_type, dst_unit, dst_client);
     int n = sbw_put_packet(queue_tail(c), sbw_packet_room(size), &h, data, size, SBW_PAD_CLIENT);
-    if (n < 0) return SMARTBUS_ERR_ARGUMENT;
-    c->sendq.len += (size_t)n;
+    return n < 0 ? SMARTBUS_ERR_ARGUMENT : n;
+}
+
+/* Encodes and queues one data packet at the tail of a queue with room for it. */
+static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int dst_client,
+                    int dst_type, const void *data, int size)
+{
+    int n = encode_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
+    if (n < 0) return n;
+    queue_buf(c)->len += (size_t)n;
     return 0;
+}
+
+/* The packet of n bytes just encoded at the tail of the empty queue of a
+ * locked client, written by the calling thread if the I/O thread offers
+ * the direct-write token (client_internal.h).  1 when it left (whole, or
+ * its rest kept for the I/O thread), 0 when it must be queued. */
+static int direct_write(smartbus_client *c, size_t n)
+{
+    int idle = DIRECT_IDLE;
+    if (sb_relaxed(&c->direct) != DIRECT_IDLE ||
+        !__atomic_compare_exchange_n(&c->direct, &idle, DIRECT_WRITING, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST))
+        return 0;
+    const uint8_t *p = queue_tail(c);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = sb_send_nosignal(c->direct_fd, p + done, n - done);
+        if (w > 0) done += (size_t)w;
+        else if (w < 0 && errno == EINTR) continue;
+        else break;            /* full or broken: the I/O thread finds out which */
+    }
+    if (done == 0) {
+        sb_store(&c->direct, DIRECT_IDLE);
+        return 0;
+    }
+    if (done == n) {
+        sb_store(&c->direct, DIRECT_IDLE);
+        return 1;
+    }
+    /* the kernel took part of it: the rest must follow before anything else */
+    if (sb_buf_reserve(&c->direct_rest, n - done) == 0) {
+        memcpy(c->direct_rest.p, p + done, n - done);
+        c->direct_rest.len = n - done;
+    } else {
+        /* the stream cannot go on without it: the link is dropped, the I/O
+         * thread reconnects (the packet is lost: at most once) */
+        shutdown(c->direct_fd, SHUT_RDWR);
+    }
+    sb_store(&c->direct, DIRECT_REST);
+    sb_engine_wake();
+    return 1;
 }
 
 /* I/O thread: what a lost link had not begun to write (c->resend, see
@@ -181,20 +251,38 @@ static int put_data(smartbus_client *c, int cmd, int cmdtype, int dst_unit, int 
  * packets were accepted already. */
 static void queue_resend_first(smartbus_client *c)
 {
-    pthread_mutex_lock(&c->lock);
+    sb_sendq_lock(c);
     /* resend + queue, built in the resend buffer, becomes the queue */
-    if (sb_buf_reserve(&c->resend, c->sendq.len) == 0) {
-        if (c->sendq.len) memcpy(c->resend.p + c->resend.len, c->sendq.p, c->sendq.len);
-        c->resend.len += c->sendq.len;
-        sb_buf_swap(&c->sendq, &c->resend);
-        sb_store(&c->sendq_msgs, c->sendq_msgs + c->resend_msgs);
+    sb_buf *q = queue_buf(c);
+    if (sb_buf_reserve(&c->resend, q->len) == 0) {
+        if (q->len) memcpy(c->resend.p + c->resend.len, q->p, q->len);
+        c->resend.len += q->len;
+        sb_buf_swap(q, &c->resend);
+        sb_store(&c->sendq_n[c->half], sb_relaxed(&c->sendq_n[c->half]) + c->resend_msgs);
     } else {
         sb_trace("client %d: out of memory, %d unsent messages lost", c->client_id,
                  c->resend_msgs);
     }
-    pthread_mutex_unlock(&c->lock);
+    sb_sendq_unlock(c);
     c->resend.len = c->resend.off = 0;
     c->resend_msgs = 0;
+}
+
+/* I/O thread: the whole queue into the (empty) write buffer of link k,
+ * without the producers' lock (client_internal.h, "two halves") */
+static void queue_take(smartbus_client *c, sb_link *k)
+{
+    int f = c->fill;                            /* only this thread changes it */
+    sb_store(&c->fill, !f);
+    unsigned seq = sb_load(&c->fill_seq);
+    if (seq & 1u) {                             /* a producer may still be in half f */
+        while (sb_load(&c->fill_seq) == seq) sched_yield();
+    }
+    sb_buf_swap(&c->sendq[f], &k->wbuf);
+    c->sendq[f].len = c->sendq[f].off = 0;
+    sb_buf_trim(&c->sendq[f], HALF_KEEP);
+    sb_store(&c->sendq_n[f], 0);
+    k->app_end = k->wbuf.len;
 }
 
 /* I/O thread */
@@ -206,14 +294,8 @@ void sb_sendq_pump(smartbus_client *c, int64_t now, sb_sink_writer *w)
         if (k->fd < 0 || k->state < LINK_OPEN) continue;
         for (int round = 0; round < PUMP_ROUNDS; round++) {
             if (c->resend.len) queue_resend_first(c);     /* a link was lost just now */
-            if (i == c->active && k->wbuf.len == 0 && sb_load(&c->sendq_msgs) > 0) {
-                pthread_mutex_lock(&c->lock);
-                sb_buf_swap(&c->sendq, &k->wbuf);
-                c->sendq.len = c->sendq.off = 0;
-                sb_store(&c->sendq_msgs, 0);
-                pthread_mutex_unlock(&c->lock);
-                k->app_end = k->wbuf.len;
-            }
+            if (i == c->active && k->wbuf.len == 0 && sb_sendq_count(c) > 0)
+                queue_take(c, k);
             if (k->wbuf.len == 0) break;
             if (sb_link_write(c, k, now, w) < 0 || k->wbuf.len != 0) break;
         }
@@ -230,15 +312,22 @@ static int send_packet(smartbus_client *c, int cmd, int cmdtype, int dst_unit, i
     size_t need = sbw_packet_room(size);
     int rc;
     if (flags & SMARTBUS_SEND_TRYLOCK) {
-        if (pthread_mutex_trylock(&c->lock) != 0) return SMARTBUS_ERR_WOULDBLOCK;
+        if (sb_sendq_trylock(c) != 0) return SMARTBUS_ERR_WOULDBLOCK;
         rc = queue_begin_locked(c, need, &was_empty);
     } else {
         rc = queue_begin(c, need, &was_empty);
     }
     if (rc != 0) return rc;
-    rc = put_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
-    queue_end(c, rc == 0, rc == 0 ? (uint64_t)size : 0, was_empty);
-    return rc;
+    int n = encode_data(c, cmd, cmdtype, dst_unit, dst_client, dst_type, data, size);
+    if (n < 0) {
+        queue_end(c, 0, 0, 0, was_empty);
+        return n;
+    }
+    /* a ping on an idle link: no hand-off to the I/O thread (its latency) */
+    int direct = (flags & SMARTBUS_SEND_PING) && was_empty && direct_write(c, (size_t)n);
+    if (!direct) queue_buf(c)->len += (size_t)n;
+    queue_end(c, !direct, direct, (uint64_t)size, was_empty);
+    return 0;
 }
 
 int smartbus_client_send_ex(smartbus_client *c, int cmd, int cmdtype, int dst_unit,
@@ -276,7 +365,7 @@ int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_
     if (count == 0) return 0;
     /* the batch is cut where the queue's bounds are reached, the first
      * packet being judged like a send_data of its own */
-    pthread_mutex_lock(&c->lock);
+    sb_sendq_lock(c);
     size_t total = 0;
     int fit = 0;
     for (; fit < count; fit++) {
@@ -300,7 +389,7 @@ int smartbus_client_send_many(smartbus_client *c, int cmd, int cmdtype, int dst_
         bytes += (uint64_t)size;
     }
     if (done == fit && fit < count) { *err = SMARTBUS_ERR_BUFF_FULL; c->st.send_full++; }
-    queue_end(c, done, bytes, was_empty);
+    queue_end(c, done, 0, bytes, was_empty);
     return done;
 }
 
@@ -352,7 +441,7 @@ int smartbus_client_invoke_flow(smartbus_client *c, int server_unit, int process
     if (rc != 0) return rc;
     sb_flow *f = sb_flow_start(c, id, server_unit, process_index, project_id, mode, timeout_ms);
     if (!f) {
-        pthread_mutex_unlock(&c->lock);
+        sb_sendq_unlock(c);
         return SMARTBUS_ERR_BUFF_FULL;
     }
     int n = sbw_put_invoke(queue_tail(c), m.room, &m.head, &v, SBW_PAD_CLIENT);
