@@ -10,7 +10,6 @@
 
 #include "router_internal.h"
 
-#define RT_IN_KEEP           ((size_t)1 << 20)    /* empty read buffers above this are freed */
 #define RT_HB_MAX_ECHO       1024                 /* larger "heartbeats" are not echoed */
 
 /* ---- packets the router makes -------------------------------------------- */
@@ -142,6 +141,7 @@ static void handle_register(smartbus_router *r, rt_peer *c, const uint8_t *p, co
     }
 
     c->registered = 1;
+    rt_node_unlink(&c->deadline);
     c->type = type;
     c->unit = unit;
     c->client = client;
@@ -180,11 +180,13 @@ static void deliver(smartbus_router *r, const rt_peer *s, rt_peer *d, const uint
     out_appended(r, d);
 }
 
-/* pauses sender s until destination `full` is no longer congested */
+/* pauses sender s until destination `full` is no longer congested: its
+ * input is no longer watched */
 static int pause_sender(smartbus_router *r, rt_peer *s, rt_peer *full)
 {
-    s->blocked_on = full;
+    sb_peer_pause(s, full);
     ST_ADD(r, paused_reads, 1);
+    if (sb_peer_watch(r, s) != 0) sb_route_disconnect(r, s, "the poller refused");
     return 1;
 }
 
@@ -264,8 +266,5 @@ void sb_route_input(smartbus_router *r, rt_peer *c)
         c->mon.msgs_in++;
         b->off += (size_t)h.packet_size;
     }
-    if (b->off == b->len) {
-        b->off = b->len = 0;
-        sb_buf_trim(b, RT_IN_KEEP);
-    }
+    if (b->off == b->len) sb_peer_input_empty(r, c);
 }
