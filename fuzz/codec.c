@@ -51,8 +51,9 @@ static void head_and_forwarding(const buffers *b, const uint8_t *p, const sbw_he
         sbw_head h2;
         CHECK(sbw_get_head(b->e1, (size_t)n1, &h2) == SBW_OK && h2.datalen == h->datalen);
     }
-    /* as the router forwards it: packet_size 20 + datalen, all else kept */
-    size_t n = sbw_put_forwarded(b->e2, p, h->datalen);
+    /* as the router forwards it (stamped with the source it names):
+     * packet_size 20 + datalen, all else kept */
+    size_t n = sbw_put_forwarded(b->e2, p, h->datalen, h->src_type, h->src_unit, h->src_client);
     sbw_head f;
     CHECK(sbw_get_head(b->e2, n, &f) == SBW_OK);
     CHECK(f.packet_size == SBW_HEAD_SIZE + h->datalen && f.datalen == h->datalen);

@@ -35,8 +35,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define SB_HIDDEN __attribute__((visibility("hidden")))
@@ -78,6 +80,20 @@ static inline ssize_t sb_send_nosignal(int fd, const void *p, size_t n)
     return send(fd, p, n, MSG_NOSIGNAL);
 #else
     return send(fd, p, n, 0);
+#endif
+}
+
+/* the same for n pieces, written in order with one call */
+static inline ssize_t sb_sendv_nosignal(int fd, const struct iovec *iov, int n)
+{
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = (struct iovec *)iov;      /* sendmsg() does not write it */
+    m.msg_iovlen = n;
+#ifdef SB_USE_MSG_NOSIGNAL
+    return sendmsg(fd, &m, MSG_NOSIGNAL);
+#else
+    return sendmsg(fd, &m, 0);
 #endif
 }
 

@@ -108,6 +108,7 @@
 
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "sb_internal.h"
 
@@ -174,6 +175,22 @@ typedef struct rt_peer {
     rt_peer_mon mon;              /* monitoring (router_monitor.c): loop thread only */
 } rt_peer;
 
+/* pieces of one run at most (a piece ends where a sender's padding was) */
+#define RT_RUN_PIECES 64
+
+/* A run (router_route.c): consecutive packets of one sender to one
+ * destination whose queue was empty, stamped in place in the sender's read
+ * buffer and written from there with one sendmsg() when the run ends (at
+ * the end of the sender's input, or before anything else is queued to that
+ * destination); what the socket does not take is copied to the out buffer,
+ * as if it had been queued.  At most max_out bytes: the budget holds. */
+typedef struct rt_run {
+    rt_peer *to;                  /* NULL: no run */
+    struct iovec piece[RT_RUN_PIECES];
+    int npieces;
+    size_t bytes;
+} rt_run;
+
 struct smartbus_router {
     uint8_t unit;
     int auth;                     /* credentials configured */
@@ -200,6 +217,7 @@ struct smartbus_router {
     size_t npeers, cappeers;
     size_t ndead;                 /* closed this turn: the sweep compacts peers[] */
     sb_buf spare_in;              /* an empty read buffer, for the next connection to read */
+    rt_run run;                   /* forwarded from a read buffer (router_route.c) */
     /* lists (rt_node heads), each in deadline order where it has one: the
      * deadlines are the time of joining plus a constant */
     rt_node registering;          /* not registered: by register_by */
