@@ -20,16 +20,10 @@
  * The rate is n / (last - t0), as the benchmarks count every case.
  */
 #define _GNU_SOURCE 1
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
+
+#include "loopback.h"
 
 #define HEAD_SIZE   20
 #define HEAD_FLAG   0x5B15          /* bytes 15 5B */
@@ -50,22 +44,6 @@ static void die(const char *what)
     exit(1);
 }
 
-static int listen_any(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 4) != 0)
-        die("listen");
-    socklen_t sl = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    printf("%d\n", ntohs(sa.sin_port));
-    fflush(stdout);
-    return fd;
-}
-
 static int accept_one(void)
 {
     int l = listen_any();
@@ -73,31 +51,6 @@ static int accept_one(void)
     if (fd < 0) die("accept");
     close(l);
     return fd;
-}
-
-static int connect_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) die("connect");
-    int one = 1;                    /* as the router's and the SDK's sockets */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 static void put_i32(uint8_t *p, uint32_t v)

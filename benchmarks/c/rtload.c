@@ -25,19 +25,12 @@
  * Times are CLOCK_MONOTONIC seconds (Python's time.monotonic()).
  */
 #define _GNU_SOURCE 1
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "loopback.h"
 #include "smartbus_wire.h"
 
 #define MAX_CLIENTS   (32 * 256)      /* units 16..47 x ids 0..255 */
@@ -109,15 +102,7 @@ static void send_small(int i, const uint8_t *p, size_t n)
 static int connect_one(void)
 {
     int i = nconns;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) die("connect");
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fd = connect_to(port);
     conn *c = &conns[i];
     memset(c, 0, sizeof *c);
     c->fd = fd;
