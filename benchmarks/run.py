@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import platform
+import select
 import shutil
 import subprocess
 import sys
@@ -277,19 +278,245 @@ def report_threads(res):
             r["dropped_calls_s"] / one_dropped))
 
 
+# ---- the router's cases: 1 KiB references, scale, instructions (issue 14) --------
+
+#: registered clients of the scale cases (8,192 = units 16..47 x 256 client ids)
+SCALE_CLIENTS = (2, 100, 1000, 8192)
+SCALE_PAIRS = 16
+#: the scale case stops (and says so) if the router grows beyond this
+SCALE_RSS_LIMIT_MB = 4096
+#: callgrind's scenarios: (payload bytes, packets per round, idle clients, messages)
+CALLGRIND_CASES = ((64, 780, 0, 200000), (KB, 62, 0, 20000), (64, 1, 0, 20000),
+                   (64, 1, 1000, 5000))
+
+
+def build_router_tools(tmp):
+    """benchmarks/c/pump.c (plain C), rtload.c (with the SDK's codec) and
+    rtturn.c (with the router's sources, for callgrind)."""
+    cc = os.environ.get("CC", "gcc")
+    flags = ["-O2", "-g", "-std=c99", "-Wall", "-Wextra", "-pthread"]
+    sdk = ["-DSMARTBUS_STATIC", "-I", os.path.join(SDK, "include"), "-I", os.path.join(SDK, "src")]
+    out = {name: os.path.join(tmp, name) for name in ("pump", "rtload", "rtturn")}
+    subprocess.check_call([cc] + flags + [os.path.join(HERE, "c", "pump.c"), "-o", out["pump"]])
+    subprocess.check_call([cc] + flags + sdk + [os.path.join(HERE, "c", "rtload.c"),
+                                                os.path.join(SDK, "src", "wire.c"),
+                                                "-o", out["rtload"]])
+    subprocess.check_call([cc] + flags + sdk + [os.path.join(HERE, "c", "rtturn.c")]
+                          + sorted(glob.glob(os.path.join(SDK, "src", "*.c")))
+                          + ["-o", out["rtturn"]])
+    return out
+
+
+def pump_reference(exe, seconds, size, hop):
+    """benchmarks/c/pump.c: a C sender -> (a C relay ->) a C sink, framed
+    `size`-byte messages in large writes; counted like every case."""
+    procs = []
+    try:
+        sink = subprocess.Popen([exe, "sink"], stdout=subprocess.PIPE, text=True)
+        procs.append(sink)
+        port = int(sink.stdout.readline())
+        if hop:
+            relay = subprocess.Popen([exe, "relay", str(port)], stdout=subprocess.PIPE, text=True)
+            procs.append(relay)
+            port = int(relay.stdout.readline())
+        sent = json.loads(subprocess.check_output(
+            [exe, "send", str(port), "%g" % seconds, str(size)], text=True, timeout=seconds + 60))
+        got = json.loads(sink.stdout.readline())
+        if got["n"] != sent["n"]:
+            raise RuntimeError("pump: %d sent, %d received" % (sent["n"], got["n"]))
+        el = got["last"] - sent["t0"]
+        return {"msgs_s": got["n"] / el, "mb_s": got["bytes"] / el / 1e6, "n": got["n"],
+                "seconds": el}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class RtLoad:
+    """benchmarks/c/rtload.c: the clients of the scale cases."""
+
+    def __init__(self, exe, port):
+        self.p = subprocess.Popen([exe, str(port)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.first = json.loads(self.p.stdout.readline())
+
+    def cmd(self, line, guard=None, timeout=900):
+        """Sends one command; guard() is called every 0.5 s meanwhile and
+        may return a reason to give up (the generator is then killed)."""
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.p.stdout], [], [], 0.5)
+            if ready:
+                text = self.p.stdout.readline()
+                if not text:
+                    raise RuntimeError("rtload exited (%s) on %r" % (self.p.wait(), line))
+                return json.loads(text)
+            why = guard() if guard else None
+            if why:
+                self.close()
+                return {"ok": False, "error": why}
+        self.close()
+        return {"ok": False, "error": "%r took more than %d s" % (line, timeout)}
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+
+
+def scale_cases(exe, duration, clients, idle_s, rss_limit_mb):
+    """The router with 2 .. 8,192 registered clients (rtload): one pair
+    streaming 64 B messages while the others heartbeat once a second;
+    then idle (heartbeats only): the router's CPU and RSS; at the first
+    stage with enough clients, SCALE_PAIRS pairs at once."""
+    router = worker("router", max_connections=max(clients) + 64)
+    gen = None
+    out = {"stages": [], "router_nofile": router.first.get("nofile")}
+    try:
+        gen = RtLoad(exe, router.first["port"])
+        out["rtload_nofile"] = gen.first.get("nofile")
+        out["rss_base_kb"] = rss_kb(router.pid)
+        limit_kb = rss_limit_mb * 1024
+
+        def guard():
+            kb = rss_kb(router.pid)
+            return ("the router's RSS reached %d MiB (limit %d MiB)" % (kb // 1024, rss_limit_mb)
+                    if kb > limit_kb else None)
+
+        for n in clients:
+            log("router scale: %d clients..." % n)
+            r = gen.cmd("connect %d" % n, guard=guard)
+            if not r.get("ok"):
+                out["error"] = "at %d clients: %s" % (n, r.get("error"))
+                break
+            stage = {"clients": n, "connect_s": r["seconds"]}
+            p = gen.cmd("pump 1 %g 64" % duration)
+            stage["msgs_s"] = p["n"] / (p["last"] - p["t0"])
+            if n >= 2 * SCALE_PAIRS and "pairs" not in out:
+                p = gen.cmd("pump %d %g 64" % (SCALE_PAIRS, duration))
+                out["pairs"] = {"clients": n, "pairs": SCALE_PAIRS, "one_pair_msgs_s": stage["msgs_s"],
+                                "msgs_s": p["n"] / (p["last"] - p["t0"]), "per_pair": p["pairs"]}
+            cpu0 = router.call(op="cpu")["cpu_s"]
+            r = gen.cmd("idle %g" % idle_s)
+            cpu1 = router.call(op="cpu")["cpu_s"]
+            stage.update(idle_cpu_pct=100.0 * (cpu1 - cpu0) / r["seconds"], idle_s=r["seconds"],
+                         heartbeats=r["heartbeats"], answers=r["answers"],
+                         rss_kb=rss_kb(router.pid))
+            out["stages"].append(stage)
+    finally:
+        if gen is not None:
+            gen.close()
+        router.close()
+    return out
+
+
+def callgrind_cases(exe):
+    """Instructions per forwarded message (rtturn under callgrind)."""
+    if not shutil.which("valgrind"):
+        return {"error": "valgrind not found"}
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for size, batch, idle, n in CALLGRIND_CASES:
+            cg = os.path.join(d, "cg.out")
+            r = json.loads(subprocess.check_output(
+                ["valgrind", "--tool=callgrind", "--toggle-collect=measured_turn",
+                 "--callgrind-out-file=" + cg, exe, str(size), str(batch), str(idle), str(n)],
+                text=True, stderr=subprocess.DEVNULL, timeout=900))
+            with open(cg) as f:
+                ir = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
+            out.append({"size": size, "batch": batch, "idle": idle, "messages": r["messages"],
+                        "turns": r["turns"], "instructions": ir,
+                        "per_message": ir / r["messages"]})
+    return out
+
+
+def router_rows(res, rows, targets):
+    """The router's rows of the table (same columns as report()'s)."""
+    def add(name, ours, ref_name="", ref="-", ratio=None, target="", met=None):
+        rows.append((name, ours, ref_name, ref, "-" if ratio is None else "%.2fx" % ratio,
+                     target, "" if met is None else ("yes" if met else "NO")))
+        return ratio
+
+    s1k = res.get("send_1024", {}).get("mb_s")
+    for key, name, target in (("relay", "C pump via C relay", ">= 1.0x"),
+                              ("direct", "C pump, no hop", "")):
+        ref = res.get("pump_1024", {}).get(key, {}).get("mb_s")
+        if ref:
+            ratio = s1k / ref if s1k else None
+            r = add("send 1 KiB bytes", "-" if s1k is None else "%.0f MB/s" % s1k, name,
+                    "%.0f MB/s" % ref, ratio, target,
+                    None if not target or ratio is None else ratio >= 1.0)
+            if target:
+                targets["send1k_vs_relay_pump"] = r
+    sc = res.get("scale")
+    if sc:
+        stages = sc["stages"]
+        first = stages[0]["msgs_s"] if stages else None
+        for st in stages:
+            n = st["clients"]
+            last = n == SCALE_CLIENTS[-1]
+            ratio = st["msgs_s"] / first if first else None
+            r = add("router 64 B, %s clients" % format(n, ","), fmt_rate(st["msgs_s"]),
+                    "%s clients" % stages[0]["clients"], fmt_rate(first), ratio,
+                    ">= 0.8x" if last else "", (ratio >= 0.8) if last and ratio else None)
+            if last:
+                targets["scale_8192_vs_2"] = r
+        if sc.get("pairs"):
+            p = sc["pairs"]
+            add("%d pairs at once, aggregate" % p["pairs"], fmt_rate(p["msgs_s"]),
+                "one pair", fmt_rate(p["one_pair_msgs_s"]), p["msgs_s"] / p["one_pair_msgs_s"])
+        for st in stages:
+            last = st["clients"] == SCALE_CLIENTS[-1]
+            add("router CPU, %s idle clients" % format(st["clients"], ","),
+                "%.2f %%" % st["idle_cpu_pct"], "heartbeats/s", "%.0f" % (st["heartbeats"] /
+                                                                          st["idle_s"]),
+                None, "< 5 %" if last else "", (st["idle_cpu_pct"] < 5) if last else None)
+            if last:
+                targets["idle_cpu_pct_8192"] = st["idle_cpu_pct"]
+        if len(stages) > 1:
+            a, b = stages[0], stages[-1]
+            per = (b["rss_kb"] - a["rss_kb"]) * 1024.0 / (b["clients"] - a["clients"])
+            add("router RSS per idle connection", "%.1f KiB" % (per / 1024),
+                "RSS at %s clients" % format(b["clients"], ","), "%.0f MiB" % (b["rss_kb"] / 1024))
+        if sc.get("error"):
+            add("router scale: stopped", sc["error"])
+    for c in res.get("callgrind", []) if isinstance(res.get("callgrind"), list) else []:
+        add("instructions/msg %d B x%d%s" % (c["size"], c["batch"],
+                                             ", %d idle" % c["idle"] if c["idle"] else ""),
+            "%.0f" % c["per_message"], "callgrind", "-")
+
+
 # ---- the run --------------------------------------------------------------------------
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per case (default 2)")
     ap.add_argument("--skip", default="", help="comma list: vendor,zmq,noop,e2e,contention,"
-                                               "latency,memory,many,threads")
+                                               "latency,memory,many,threads,pump,scale,callgrind")
     ap.add_argument("--only", default="", help="comma list of the cases to run (same names, "
                                                "plus send)")
     ap.add_argument("--pings", type=int, default=10000)
     ap.add_argument("--flood", type=int, default=10_000_000, help="messages of the memory case")
     ap.add_argument("--stall-timeout", type=float, default=3.0,
                     help="router stall timeout of the memory case (s)")
+    ap.add_argument("--clients", default=",".join(map(str, SCALE_CLIENTS)),
+                    help="registered clients of the scale stages (comma list)")
+    ap.add_argument("--idle", type=float, default=4.0,
+                    help="seconds of heartbeats only per scale stage (router CPU)")
+    ap.add_argument("--scale-rss-limit", type=int, default=SCALE_RSS_LIMIT_MB,
+                    help="MiB: the scale case stops if the router grows beyond")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     only = set(filter(None, args.only.split(",")))
@@ -306,6 +533,7 @@ def main(argv=None):
     try:
         log("building the C helpers...")
         exe = build_c(tmp)
+        tools = build_router_tools(tmp)
         router = worker("router")
         procs.append(router)
         port = router.first["port"]
@@ -318,6 +546,10 @@ def main(argv=None):
             for size in (64, KB):
                 log("send rate %d B..." % size)
                 res["send_%d" % size] = throughput(sender, crecv, size, D)
+        if on("pump"):
+            log("1 KiB references: C pump via a C relay, and direct...")
+            res["pump_1024"] = {"relay": pump_reference(tools["pump"], D, KB, hop=True),
+                                "direct": pump_reference(tools["pump"], D, KB, hop=False)}
         if on("many"):
             for size in (64, KB):
                 log("send_many %d B..." % size)
@@ -388,6 +620,13 @@ def main(argv=None):
         if on("memory"):
             log("memory: %d messages to a stalled receiver..." % args.flood)
             res["memory"] = memory_case(exe["sbcount"], args.flood, args.stall_timeout)
+        if on("scale"):
+            res["scale"] = scale_cases(tools["rtload"], D,
+                                       [int(n) for n in args.clients.split(",") if n],
+                                       args.idle, args.scale_rss_limit)
+        if on("callgrind"):
+            log("instructions per forwarded message (callgrind)...")
+            res["callgrind"] = callgrind_cases(tools["rtturn"])
     finally:
         for p in procs:
             try:
@@ -523,6 +762,7 @@ def report(res):
     row("vendor 64 B / 1 KiB", vend, g("vendor_1024"), "(vendor 1 KiB)")
     row("do-nothing Cython method", noop, None, "")
 
+    router_rows(res, rows, targets)
     heads = ("case", "ours", "reference", "ref value", "ratio", "target", "met")
     widths = [max(len(str(r[i])) for r in rows + [heads]) for i in range(len(heads))]
     line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, heads))

@@ -113,16 +113,28 @@ def calibrate(run, seconds=0.3, step=20000):
 
 class RouterRole:
     def __init__(self, args):
-        from smartbus.server import Server
+        from smartbus.server import Server, raise_open_files_limit
+        # the scale cases: thousands of connections, a descriptor each
+        # (python -m smartbus.server raises its limit the same way)
+        extra = {}
+        nofile = None
+        if "max_connections" in args:
+            extra["max_connections"] = args["max_connections"]
+            nofile = raise_open_files_limit()[1]
         self.srv = Server(host="127.0.0.1", port=0, unit_id=0,
                           max_out_bytes=args.get("max_out_bytes", 0),
-                          stall_timeout=args.get("stall_timeout", 10.0))
+                          stall_timeout=args.get("stall_timeout", 10.0), **extra)
         self.srv.start()
-        reply({"ok": True, "port": self.srv.port, "pid": os.getpid()})
+        reply({"ok": True, "port": self.srv.port, "pid": os.getpid(), "nofile": nofile})
 
     def handle(self, cmd):
         if cmd["op"] == "stats":
             return dict(self.srv.stats(), ok=True)
+        if cmd["op"] == "cpu":
+            # user + system CPU seconds of this process (the router's loop
+            # thread; the others sleep)
+            t = os.times()
+            return {"ok": True, "cpu_s": t.user + t.system}
         return None
 
     def quit(self):

@@ -87,16 +87,16 @@ def finish_child(child, go):
 
 def test_build_reports_its_choices():
     p = _native.PLATFORM
-    assert set(p) == {"build", "waker", "nosigpipe", "timedwait"}
+    assert set(p) == {"build", "waker", "nosigpipe", "timedwait", "poller"}
     assert _native.PORTABLE_BUILD == (p["build"] == "portable")
     if _native.PORTABLE_BUILD:
-        assert (p["waker"], p["timedwait"]) == ("pipe", "realtime")
+        assert (p["waker"], p["timedwait"], p["poller"]) == ("pipe", "realtime", "poll")
         assert p["nosigpipe"] in ("SO_NOSIGPIPE", "none")
     elif sys.platform.startswith("linux"):
         assert p == {"build": "native", "waker": "eventfd", "nosigpipe": "MSG_NOSIGNAL",
-                     "timedwait": "monotonic"}
+                     "timedwait": "monotonic", "poller": "epoll"}
     elif sys.platform == "darwin":
-        assert (p["waker"], p["timedwait"]) == ("pipe", "realtime")
+        assert (p["waker"], p["timedwait"], p["poller"]) == ("pipe", "realtime", "poll")
         assert "SO_NOSIGPIPE" in p["nosigpipe"]
 
 

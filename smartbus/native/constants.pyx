@@ -38,7 +38,8 @@ CLIENT_TYPE_IPSC = SMARTBUS_NODECLI_TYPE_IPSC
 #: the system facilities the bundled C SDK was built with (its
 #: src/platform.h): {"build": "native" or "portable", "waker": "eventfd" or
 #: "pipe", "nosigpipe": "MSG_NOSIGNAL", "SO_NOSIGPIPE", both joined by "+"
-#: or "none", "timedwait": "monotonic" or "realtime"}
+#: or "none", "timedwait": "monotonic" or "realtime", "poller" (the
+#: router's loop): "epoll" or "poll"}
 PLATFORM = dict(item.split("=", 1)
                 for item in (<bytes>smartbus_platform()).decode("ascii").split())
 #: built with SMARTBUS_PORTABLE=1: the Linux fast paths are off, the POSIX

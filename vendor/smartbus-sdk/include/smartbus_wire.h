@@ -138,23 +138,29 @@ int  sbw_get_head(const uint8_t *p, size_t n, sbw_head *h);
 int  sbw_put_packet(uint8_t *out, size_t cap, sbw_head *h, const void *payload,
                     int32_t len, sbw_padding padding);
 
-/* A received packet as the router forwards it: every head byte kept except
- * the source triple, which becomes the sender's registered identity
- * (src_type, src_unit, src_client), and packet_size, which becomes
- * 20 + datalen (the sender's padding dropped).  `pkt` is a validated
- * packet, `out` has room for 20 + datalen bytes; returns the bytes
- * written.  Inline: the router's per-message path. */
+/* A received packet made the packet the router forwards, in place: every
+ * head byte kept except the source triple, which becomes the sender's
+ * registered identity (src_type, src_unit, src_client), and packet_size,
+ * which becomes 20 + datalen (the sender's padding, after the payload, is
+ * left out of what is forwarded).  `pkt` is a validated packet of datalen
+ * payload bytes; returns the bytes to forward from pkt.  Inline: the
+ * router's per-message path. */
+static inline size_t sbw_stamp_forwarded(uint8_t *pkt, int32_t datalen, uint8_t src_type,
+                                         uint8_t src_unit, uint8_t src_client) {
+    size_t n = (size_t)SBW_HEAD_SIZE + (size_t)datalen;
+    pkt[4] = src_type;
+    pkt[5] = src_unit;
+    pkt[6] = src_client;
+    sbw_put_i32(pkt + SBW_HEAD_PACKET_SIZE_AT, (int32_t)n);
+    return n;
+}
+
+/* The same, copied: the forwarded packet is written at `out` (room for
+ * 20 + datalen bytes), `pkt` is left as it is; returns the bytes written. */
 static inline size_t sbw_put_forwarded(uint8_t *out, const uint8_t *pkt, int32_t datalen,
                                        uint8_t src_type, uint8_t src_unit, uint8_t src_client) {
-    size_t n = (size_t)SBW_HEAD_SIZE + (size_t)datalen;
-    memcpy(out, pkt, SBW_HEAD_PACKET_SIZE_AT);
-    out[4] = src_type;
-    out[5] = src_unit;
-    out[6] = src_client;
-    sbw_put_i32(out + SBW_HEAD_PACKET_SIZE_AT, (int32_t)n);
-    sbw_put_i32(out + SBW_HEAD_DATALEN_AT, datalen);
-    if (datalen > 0) memcpy(out + SBW_HEAD_SIZE, pkt + SBW_HEAD_SIZE, (size_t)datalen);
-    return n;
+    memcpy(out, pkt, (size_t)SBW_HEAD_SIZE + (size_t)datalen);
+    return sbw_stamp_forwarded(out, datalen, src_type, src_unit, src_client);
 }
 
 /* ---- registration (cmdtype 0, cmd 1) ------------------------------------ */

@@ -1,8 +1,9 @@
 /*
  * platform.c - what differs between the systems the SDK runs on: the
  * wake-up channel, SIGPIPE suppression, timed waits on the monotonic clock,
- * the process at the other end of a Unix socket, and the report of which of
- * them a build chose (platform.h says how).
+ * the process at the other end of a Unix socket, the poller of the router's
+ * loop (epoll, or poll()), and the report of which of them a build chose
+ * (platform.h says how).
  */
 /* this file alone asks glibc for its GNU extensions: struct ucred, the
  * answer of SO_PEERCRED (the other files stay with POSIX.1-2008) */
@@ -10,10 +11,15 @@
 #include "platform.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/un.h>
 #include <time.h>
 #ifdef SB_USE_EVENTFD
 #include <sys/eventfd.h>
+#endif
+#ifdef SB_USE_EPOLL
+#include <sys/epoll.h>
 #endif
 
 #include "sb_internal.h"
@@ -48,10 +54,16 @@
 #define SB_COND_CLOCK CLOCK_REALTIME
 #endif
 
+#ifdef SB_USE_EPOLL
+#define SB_POLLER_NAME "epoll"
+#else
+#define SB_POLLER_NAME "poll"
+#endif
+
 const char *smartbus_platform(void)
 {
     return "build=" SB_BUILD_NAME " waker=" SB_WAKER_NAME " nosigpipe=" SB_NOSIGPIPE_NAME
-           " timedwait=" SB_TIMEDWAIT_NAME;
+           " timedwait=" SB_TIMEDWAIT_NAME " poller=" SB_POLLER_NAME;
 }
 
 /* ---- no SIGPIPE ---------------------------------------------------------- */
@@ -164,3 +176,151 @@ long sb_peer_pid(int fd)
     (void)fd;
     return -1;
 }
+
+/* ---- the poller ------------------------------------------------------------ */
+
+#ifdef SB_USE_EPOLL
+
+int sb_poller_open(sb_poller *p)
+{
+    memset(p, 0, sizeof *p);
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    return p->epfd >= 0 ? 0 : -1;
+}
+
+void sb_poller_close(sb_poller *p)
+{
+    if (p->epfd >= 0) close(p->epfd);
+    p->epfd = -1;
+}
+
+int sb_poller_set(sb_poller *p, int fd, unsigned events, void *tag)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = ((events & SB_POLL_IN) ? EPOLLIN : 0u) | ((events & SB_POLL_OUT) ? EPOLLOUT : 0u);
+    ev.data.ptr = tag;
+    if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+    if (errno != ENOENT) return -1;
+    return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void sb_poller_forget(sb_poller *p, int fd)
+{
+    struct epoll_event ev;            /* ignored, but kernels before 2.6.9 wanted one */
+    memset(&ev, 0, sizeof ev);
+    (void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+int sb_poller_wait(sb_poller *p, sb_poll_event *out, int timeout_ms)
+{
+    struct epoll_event evs[SB_POLL_BATCH];
+    int n = epoll_wait(p->epfd, evs, SB_POLL_BATCH, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        uint32_t e = evs[i].events;
+        out[i].tag = evs[i].data.ptr;
+        out[i].events = ((e & EPOLLIN) ? SB_POLL_IN : 0u) | ((e & EPOLLOUT) ? SB_POLL_OUT : 0u) |
+                        ((e & (EPOLLERR | EPOLLHUP)) ? SB_POLL_ERR : 0u);
+    }
+    return n;
+}
+
+#else /* poll(): the watched set in an array, a slot per descriptor */
+
+int sb_poller_open(sb_poller *p)
+{
+    memset(p, 0, sizeof *p);
+    p->epfd = -1;
+    return 0;
+}
+
+void sb_poller_close(sb_poller *p)
+{
+    free(p->fds);
+    free(p->tags);
+    free(p->slot_of);
+    memset(p, 0, sizeof *p);
+    p->epfd = -1;
+}
+
+/* room for descriptor fd in slot_of[] and for one more slot */
+static int poller_grow(sb_poller *p, int fd)
+{
+    if ((size_t)fd >= p->cap_slot_of) {
+        size_t cap = p->cap_slot_of ? p->cap_slot_of : 64;
+        while (cap <= (size_t)fd) cap *= 2;
+        int *ns = realloc(p->slot_of, cap * sizeof *ns);
+        if (!ns) return -1;
+        for (size_t i = p->cap_slot_of; i < cap; i++) ns[i] = -1;
+        p->slot_of = ns;
+        p->cap_slot_of = cap;
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        struct pollfd *nf = realloc(p->fds, cap * sizeof *nf);
+        if (!nf) return -1;
+        p->fds = nf;
+        void **nt = realloc(p->tags, cap * sizeof *nt);
+        if (!nt) return -1;
+        p->tags = nt;
+        p->cap = cap;
+    }
+    return 0;
+}
+
+int sb_poller_set(sb_poller *p, int fd, unsigned events, void *tag)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    int slot = (size_t)fd < p->cap_slot_of ? p->slot_of[fd] : -1;
+    if (slot < 0) {
+        if (poller_grow(p, fd) != 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+        slot = (int)p->n++;
+        p->slot_of[fd] = slot;
+        p->fds[slot].fd = fd;
+    }
+    p->fds[slot].events = (short)(((events & SB_POLL_IN) ? POLLIN : 0) |
+                                  ((events & SB_POLL_OUT) ? POLLOUT : 0));
+    p->fds[slot].revents = 0;
+    p->tags[slot] = tag;
+    return 0;
+}
+
+void sb_poller_forget(sb_poller *p, int fd)
+{
+    if (fd < 0 || (size_t)fd >= p->cap_slot_of || p->slot_of[fd] < 0) return;
+    size_t slot = (size_t)p->slot_of[fd], last = p->n - 1;
+    p->slot_of[fd] = -1;
+    if (slot != last) {               /* the last one takes its place */
+        p->fds[slot] = p->fds[last];
+        p->tags[slot] = p->tags[last];
+        p->slot_of[p->fds[slot].fd] = (int)slot;
+    }
+    p->n--;
+}
+
+int sb_poller_wait(sb_poller *p, sb_poll_event *out, int timeout_ms)
+{
+    int ready = poll(p->fds, (nfds_t)p->n, timeout_ms);
+    if (ready <= 0) return ready;
+    /* the scan starts where the last one stopped: with more than a batch
+     * ready, every descriptor gets its turn */
+    int k = 0;
+    size_t n = p->n, i = p->start < n ? p->start : 0;
+    for (size_t seen = 0; seen < n && k < SB_POLL_BATCH; seen++, i = i + 1 < n ? i + 1 : 0) {
+        short re = p->fds[i].revents;
+        if (!re) continue;
+        out[k].tag = p->tags[i];
+        out[k++].events = ((re & POLLIN) ? SB_POLL_IN : 0u) | ((re & POLLOUT) ? SB_POLL_OUT : 0u) |
+                          ((re & (POLLERR | POLLHUP | POLLNVAL)) ? SB_POLL_ERR : 0u);
+    }
+    p->start = i;
+    return k;
+}
+
+#endif

@@ -9,6 +9,9 @@
  *   nosigpipe   send(..., MSG_NOSIGNAL)       SO_NOSIGPIPE on the socket
  *   timedwait   condition variable timed on   CLOCK_REALTIME deadlines worked
  *               CLOCK_MONOTONIC               out from the monotonic clock
+ *   poller      epoll (interest kept by the   poll() over an array the poller
+ *               kernel: a wait costs what     keeps (a wait scans every
+ *               is ready)                     descriptor)
  *
  * SO_NOSIGPIPE is set wherever it exists and MSG_NOSIGNAL passed wherever
  * it exists (recent macOS has both): either one keeps a write to a closed
@@ -29,10 +32,13 @@
 #define _DARWIN_C_SOURCE 1
 #endif
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define SB_HIDDEN __attribute__((visibility("hidden")))
@@ -50,6 +56,11 @@
 /* the POSIX option that brings pthread_condattr_setclock (macOS: -1) */
 #  if defined(_POSIX_CLOCK_SELECTION) && _POSIX_CLOCK_SELECTION > 0
 #    define SB_USE_COND_MONOTONIC 1
+#  endif
+#  ifdef __has_include
+#    if __has_include(<sys/epoll.h>)
+#      define SB_USE_EPOLL 1
+#    endif
 #  endif
 #endif
 
@@ -69,6 +80,20 @@ static inline ssize_t sb_send_nosignal(int fd, const void *p, size_t n)
     return send(fd, p, n, MSG_NOSIGNAL);
 #else
     return send(fd, p, n, 0);
+#endif
+}
+
+/* the same for n pieces, written in order with one call */
+static inline ssize_t sb_sendv_nosignal(int fd, const struct iovec *iov, int n)
+{
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = (struct iovec *)iov;      /* sendmsg() does not write it */
+    m.msg_iovlen = n;
+#ifdef SB_USE_MSG_NOSIGNAL
+    return sendmsg(fd, &m, MSG_NOSIGNAL);
+#else
+    return sendmsg(fd, &m, 0);
 #endif
 }
 
@@ -93,5 +118,45 @@ SB_HIDDEN int sb_cond_init_timed(pthread_cond_t *cond);
  * back, late by the size of the step. */
 SB_HIDDEN int sb_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex,
                                  int64_t deadline_ms);
+
+/* ---- readiness of many descriptors (the router's loop) ------------------ */
+/* A set of descriptors, each with the readiness it waits for and a tag
+ * handed back with its events; level-triggered (a descriptor is reported
+ * at every wait for as long as it is ready).  The interest is kept between
+ * waits: a caller changes it only when it changes (sb_poller_set), so that
+ * with epoll a wait costs what is ready, not what is watched. */
+#define SB_POLL_IN  1u
+#define SB_POLL_OUT 2u
+#define SB_POLL_ERR 4u                /* reported only: error or hang-up */
+#define SB_POLL_BATCH 256             /* events handed out per wait at most */
+
+typedef struct sb_poll_event {
+    void *tag;
+    unsigned events;                  /* SB_POLL_* */
+} sb_poll_event;
+
+typedef struct sb_poller {
+    int epfd;                         /* epoll: its descriptor; else -1 */
+    /* poll() fallback: the watched set, and each descriptor's slot in it */
+    struct pollfd *fds;
+    void **tags;
+    size_t n, cap;
+    int *slot_of;                     /* by descriptor: its slot, -1 when not watched */
+    size_t cap_slot_of;
+    size_t start;                     /* where the next scan begins (fairness) */
+} sb_poller;
+
+/* 0, or -1 with errno set */
+SB_HIDDEN int  sb_poller_open(sb_poller *p);
+SB_HIDDEN void sb_poller_close(sb_poller *p);
+/* Watches fd for `events` (SB_POLL_IN/OUT, 0: errors only), or changes
+ * what it waits for; tag comes back with its events.  0, or -1 (memory,
+ * or the system refused) with errno set. */
+SB_HIDDEN int  sb_poller_set(sb_poller *p, int fd, unsigned events, void *tag);
+/* Stops watching fd (before it is closed). */
+SB_HIDDEN void sb_poller_forget(sb_poller *p, int fd);
+/* Waits at most timeout_ms (-1: no limit) for readiness; fills out[] (at
+ * most SB_POLL_BATCH): the number of events, or -1 with errno set. */
+SB_HIDDEN int  sb_poller_wait(sb_poller *p, sb_poll_event *out, int timeout_ms);
 
 #endif /* SB_PLATFORM_H */

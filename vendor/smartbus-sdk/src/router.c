@@ -173,6 +173,20 @@ static int open_ipc(smartbus_router *r, const char *path, char *err, size_t errl
     return 0;
 }
 
+/* The poller, watching the router's own descriptors: the waker and the
+ * listeners (tagged with their addresses in r); 0, or -1 with errno set. */
+static int watch_own(smartbus_router *r)
+{
+    if (sb_poller_open(&r->poller) != 0) return -1;
+    if (sb_poller_set(&r->poller, r->waker.rfd, SB_POLL_IN, &r->waker) != 0) return -1;
+    if (r->tcp_fd >= 0 && sb_poller_set(&r->poller, r->tcp_fd, SB_POLL_IN, &r->tcp_fd) != 0)
+        return -1;
+    if (r->ipc_fd >= 0 && sb_poller_set(&r->poller, r->ipc_fd, SB_POLL_IN, &r->ipc_fd) != 0)
+        return -1;
+    r->listening = 1;
+    return 0;
+}
+
 int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out, char *err,
                         size_t errlen)
 {
@@ -223,6 +237,13 @@ int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out
     r->tcp_fd = r->ipc_fd = -1;
     r->port = -1;
     r->waker.rfd = r->waker.wfd = -1;
+    r->poller.epfd = -1;
+    rt_list_init(&r->registering);
+    rt_list_init(&r->draining);
+    rt_list_init(&r->stalls);
+    rt_list_init(&r->to_write);
+    rt_list_init(&r->resumed);
+    rt_list_init(&r->idle_out);
     r->unit = (uint8_t)cfg->unit_id;
     r->max_out = cfg->max_out_bytes ? cfg->max_out_bytes : SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES;
     if (r->max_out > SBW_MAX_PACKET) r->max_out = SBW_MAX_PACKET;   /* also the packet limit */
@@ -256,6 +277,10 @@ int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out
         rc = open_tcp(r, host, cfg->port, err, errlen);
     }
     if (rc == 0 && cfg->ipc_path) rc = open_ipc(r, cfg->ipc_path, err, errlen);
+    if (rc == 0 && watch_own(r) != 0) {
+        set_err(err, errlen, "cannot create the poller: %s", strerror(errno));
+        rc = SMARTBUS_ERR_OTHER;
+    }
     if (rc != 0) {
         smartbus_router_free(r);
         return rc;
@@ -274,7 +299,8 @@ void smartbus_router_free(smartbus_router *r)
     if (!r) return;
     for (size_t i = 0; i < r->npeers; i++) sb_peer_free(r->peers[i]);
     free(r->peers);
-    free(r->pfds);
+    sb_buf_free(&r->spare_in);
+    sb_poller_close(&r->poller);
     if (r->tcp_fd >= 0) close(r->tcp_fd);
     if (r->ipc_fd >= 0) close(r->ipc_fd);
     if (r->ipc_path) {

@@ -20,13 +20,21 @@
  *   router_monitor.c  snapshots for monitoring: connections and counters,
  *                   copied by the loop thread on request
  *
- * One thread: smartbus_router_run() runs a poll() loop until
- * smartbus_router_stop() (thread-safe, async-signal-safe) wakes it.  Each
- * iteration: read every readable connection once and handle all complete
- * packets, accept new connections, then write each connection's out buffer
- * with one send(); packets produced while handling input are only appended
- * to out buffers (batched writes, no per-message allocation: buffers grow
- * and are reused).
+ * One thread: smartbus_router_run() runs a loop on the poller (platform.h:
+ * epoll on Linux, poll() elsewhere) until smartbus_router_stop()
+ * (thread-safe, async-signal-safe) wakes it.  Each turn: read every
+ * readable connection once and handle all complete packets, accept new
+ * connections, then write with one send() each connection that has bytes
+ * to write and is not known to be full; packets produced while handling
+ * input are only appended to out buffers (batched writes, no per-message
+ * allocation: buffers grow and are reused).  A turn's work is proportional
+ * to the connections that are active in it, not to all of them: the
+ * poller keeps each connection's interest (changed only when it changes),
+ * connections to write are listed as bytes are queued to them, and the
+ * deadlines (registration, stall, drain) are kept in lists in deadline
+ * order, of which only the heads are looked at.  Only a turn in which
+ * connections closed walks them all (the departure is announced to every
+ * client anyway).
  *
  * Registration (cmdtype 0 cmd 1; layouts 6025 / 6053 / 5961 accepted on
  * either listener): a TCP client's unit is its head src_unit and must be
@@ -84,7 +92,14 @@
  *    other disconnect (cmd 9 status 0 to the remaining clients).  Progress
  *    is judged against the backlog, not by "any write": a peer that drains
  *    slower than B / 2 per stall_timeout_ms is cut.
- *  - Read buffers hold at most one read (>= 64 KiB) plus one packet.
+ *  - Read buffers hold at most one read (>= 64 KiB) plus one packet; a
+ *    connection holds one only while it has unhandled bytes (an emptied
+ *    one becomes the router's single spare, or is freed).
+ *  - An out buffer larger than RT_OUT_IDLE_KEEP that was emptied is freed
+ *    RT_OUT_IDLE_MS later if it is empty then (a newcomer's burst of
+ *    global-connect answers, a receiver that stopped): an idle connection
+ *    costs its read buffer and its struct, not the largest burst it ever
+ *    had.  A busy one regrows it at most once per RT_OUT_IDLE_MS.
  * With the defaults (B = 16 MiB) one peer costs the router at most about
  * 3 B, whatever it sends or reads.
  */
@@ -93,6 +108,7 @@
 
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "sb_internal.h"
 
@@ -124,25 +140,56 @@ typedef struct rt_monitor {
     int cap;
 } rt_monitor;
 
+/* A place in one of the router's lists of connections: intrusive, circular
+ * around a head node (whose peer is NULL), so that joining and leaving cost
+ * the same whatever the length.  next == NULL: in no list. */
+typedef struct rt_node {
+    struct rt_node *prev, *next;
+    struct rt_peer *peer;
+} rt_node;
+
 /* one client connection */
 typedef struct rt_peer {
     int fd;
     uint8_t ipc;                  /* accepted on the Unix listener */
     uint8_t registered;
-    uint8_t dead;                 /* closed; freed by the sweep at the end of the iteration */
+    uint8_t dead;                 /* closed; freed by the sweep at the end of the turn */
     uint8_t closing;              /* refused: close once the out buffer is flushed */
     uint8_t draining;             /* refused, flushed, write side shut: discard input until EOF */
-    uint8_t skip_write;           /* polled for POLLOUT and not writable */
     uint8_t congested;            /* out buffer reached the bound, not yet below half */
     uint8_t type, unit, client;   /* identity once registered */
+    unsigned interest;            /* what the poller watches it for (SB_POLL_*) */
     struct rt_peer *blocked_on;   /* paused sender: the destination it waits for */
     int64_t stall_ref;            /* congested since (ms) */
     int64_t drain_until;          /* draining: close at the latest then */
     int64_t register_by;          /* not registered: close at the latest then */
+    rt_node deadline;             /* in r->registering (not registered) or r->draining */
+    rt_node stall;                /* in r->stalls while congested */
+    rt_node writer;               /* in r->to_write: bytes to write this turn */
+    rt_node paused;               /* in blocked_on->blocked_senders while paused */
+    rt_node blocked_senders;      /* head: the senders paused on this one */
+    rt_node idle;                 /* in r->idle_out: a large out buffer was emptied */
+    int64_t idle_at;              /* ... and is freed then if empty */
     sb_buf in, out;
     char info[257];               /* add_info from the registration */
     rt_peer_mon mon;              /* monitoring (router_monitor.c): loop thread only */
 } rt_peer;
+
+/* pieces of one run at most (a piece ends where a sender's padding was) */
+#define RT_RUN_PIECES 64
+
+/* A run (router_route.c): consecutive packets of one sender to one
+ * destination whose queue was empty, stamped in place in the sender's read
+ * buffer and written from there with one sendmsg() when the run ends (at
+ * the end of the sender's input, or before anything else is queued to that
+ * destination); what the socket does not take is copied to the out buffer,
+ * as if it had been queued.  At most max_out bytes: the budget holds. */
+typedef struct rt_run {
+    rt_peer *to;                  /* NULL: no run */
+    struct iovec piece[RT_RUN_PIECES];
+    int npieces;
+    size_t bytes;
+} rt_run;
 
 struct smartbus_router {
     uint8_t unit;
@@ -164,10 +211,21 @@ struct smartbus_router {
     int64_t now;
     int64_t accept_pause_until;
 
-    rt_peer **peers;
+    sb_poller poller;
+    int listening;                /* the listeners are watched (not in an accept pause) */
+    rt_peer **peers;              /* in order of arrival */
     size_t npeers, cappeers;
-    struct pollfd *pfds;
-    size_t cappfds;
+    size_t ndead;                 /* closed this turn: the sweep compacts peers[] */
+    sb_buf spare_in;              /* an empty read buffer, for the next connection to read */
+    rt_run run;                   /* forwarded from a read buffer (router_route.c) */
+    /* lists (rt_node heads), each in deadline order where it has one: the
+     * deadlines are the time of joining plus a constant */
+    rt_node registering;          /* not registered: by register_by */
+    rt_node draining;             /* refused and flushed: by drain_until */
+    rt_node stalls;               /* congested: by stall_ref */
+    rt_node to_write;             /* bytes to write this turn */
+    rt_node resumed;              /* senders whose destination drained or closed */
+    rt_node idle_out;             /* large empty out buffers: by idle_at */
 
     smartbus_router_stats st;     /* written by the loop thread only, read relaxed */
     rt_monitor mon;               /* snapshot requests (router_monitor.c) */
@@ -182,6 +240,38 @@ struct smartbus_router {
 static inline void st_clients(smartbus_router *r, int delta)
 {
     __atomic_store_n(&r->st.clients, sb_relaxed(&r->st.clients) + delta, __ATOMIC_RELAXED);
+}
+
+/* ---- lists of connections ------------------------------------------------- */
+
+static inline void rt_list_init(rt_node *head)
+{
+    head->prev = head->next = head;
+    head->peer = NULL;
+}
+
+static inline void rt_node_unlink(rt_node *n)
+{
+    if (!n->next) return;
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = NULL;
+}
+
+/* appends n (taken out of any list it was in) */
+static inline void rt_list_push(rt_node *head, rt_node *n)
+{
+    rt_node_unlink(n);
+    n->prev = head->prev;
+    n->next = head;
+    head->prev->next = n;
+    head->prev = n;
+}
+
+/* the first connection of the list, or NULL */
+static inline rt_peer *rt_list_first(const rt_node *head)
+{
+    return head->next->peer;
 }
 
 /* ---- out buffers (inline: the per-message forwarding path) --------------- */
@@ -205,8 +295,13 @@ static inline int out_reserve(rt_peer *c, size_t n)
 
 /* ---- packet heads (the read and parse paths) ------------------------------ */
 
+/* an emptied out buffer above this is freed after RT_OUT_IDLE_MS without writes */
+#define RT_OUT_IDLE_KEEP ((size_t)16 << 10)
+#define RT_OUT_IDLE_MS 1000
 /* free space in a read buffer before each read */
 #define RT_READ_MIN ((size_t)64 << 10)
+/* the router keeps an emptied read buffer up to this size as its spare */
+#define RT_SPARE_IN_MAX (2 * RT_READ_MIN)
 /* the largest packet an unregistered connection may announce: the largest
  * registration layout */
 #define RT_UNREGISTERED_MAX_PACKET SBW_REG_NET_C_SIZE
@@ -230,13 +325,16 @@ static inline int rt_get_head(const smartbus_router *r, const rt_peer *c, const 
     return rc;
 }
 
-/* after appending to c's out buffer: congested from the bound on (starts
- * the stall clock) */
+/* after appending to c's out buffer: to be written this turn (unless the
+ * poller watches it for room: it is full), congested from the bound on
+ * (starts the stall clock) */
 static inline void out_appended(smartbus_router *r, rt_peer *c)
 {
+    if (!c->writer.next && !(c->interest & SB_POLL_OUT)) rt_list_push(&r->to_write, &c->writer);
     if (!c->congested && out_pending(c) >= r->max_out) {
         c->congested = 1;
         c->stall_ref = r->now;
+        rt_list_push(&r->stalls, &c->stall);
     }
 }
 
@@ -257,18 +355,31 @@ SB_HIDDEN int  sb_peer_read(smartbus_router *r, rt_peer *c, const char **why);
 /* Counts a connection closed for its packet head (rt_get_head failed);
  * returns the reason to close it with. */
 SB_HIDDEN const char *sb_peer_bad_head(smartbus_router *r);
+/* c->in was handled to its end: the router takes the buffer back as its
+ * spare (the next connection to read uses it) or frees it, so that an idle
+ * connection holds no read buffer */
+SB_HIDDEN void sb_peer_input_empty(smartbus_router *r, rt_peer *c);
 /* 1 when c->in holds a complete packet (or a bad head) to handle */
 SB_HIDDEN int  sb_peer_input_ready(const smartbus_router *r, const rt_peer *c);
 /* Writes c->out with one send(); ends congestion once below half the
- * bound.  -1 when c must be disconnected (*why says why), else 0. */
+ * bound (the senders paused on c resume).  -1 when c must be disconnected
+ * (*why says why), else 0. */
 SB_HIDDEN int  sb_peer_write(smartbus_router *r, rt_peer *c, const char **why);
+/* Tells the poller what c waits for now: input unless refused or paused
+ * (a draining one: its end), room to write while it has bytes to write.
+ * -1 when the poller refused (then disconnect c), else 0. */
+SB_HIDDEN int  sb_peer_watch(smartbus_router *r, rt_peer *c);
+/* Pauses sender s until destination `full` is no longer congested or has
+ * closed (it is then listed in r->resumed). */
+SB_HIDDEN void sb_peer_pause(rt_peer *s, rt_peer *full);
 /* A refused peer whose ack was flushed and write side shut: discards its
  * input; -1 once it closed (or failed): then close it. */
 SB_HIDDEN int  sb_peer_drain(rt_peer *c);
-/* Closes c's socket and marks it dead (freed by the sweep); senders paused
- * on c resume.  Its registration is the caller's (sb_route_disconnect). */
+/* Closes c's socket and marks it dead (freed by the sweep), takes it out of
+ * every list; senders paused on c resume.  Its registration is the
+ * caller's (sb_route_disconnect). */
 SB_HIDDEN void sb_peer_close(smartbus_router *r, rt_peer *c, const char *why);
-/* frees the connections closed during this iteration */
+/* frees the connections closed during this turn */
 SB_HIDDEN void sb_peers_sweep(smartbus_router *r);
 /* frees one connection (its socket too, if still open) */
 SB_HIDDEN void sb_peer_free(rt_peer *c);
@@ -293,7 +404,7 @@ static inline void sb_monitor_turn(smartbus_router *r)
 
 /* One turn of the run loop: waits for at most *timeout_ms (-1: no limit)
  * and handles what came; then sets *timeout_ms to the next turn's.  0, or
- * an SMARTBUS_ERR_* code (out of memory, poll failed).
+ * an SMARTBUS_ERR_* code (the poller failed).
  * smartbus_router_run's body, and the fuzzer's. */
 SB_HIDDEN int sb_router_turn(smartbus_router *r, int *timeout_ms);
 

@@ -1,13 +1,14 @@
 /*
- * router_loop.c - the router's run loop: one poll() per turn, then the
- * phases of the turn in order (input, accept, output, closings and stalls,
- * resume paused senders, sweep), then the timeout of the next poll();
- * and smartbus_router_stop(), which wakes it.
+ * router_loop.c - the router's run loop: one wait on the poller per turn,
+ * then the phases of the turn in order (input, accept, output, deadlines,
+ * resume paused senders, sweep), then the timeout of the next wait; and
+ * smartbus_router_stop(), which wakes it.  Each phase walks what is active
+ * (the events of the wait, the lists of router_internal.h), never every
+ * connection.
  */
 #include "platform.h"
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,162 +17,119 @@
 
 #define RT_DRAIN_MS 2000          /* refused peers: wait this long for their close */
 
-/* where prepare_poll_set() put what in r->pfds */
-typedef struct poll_set {
-    nfds_t nfds;
-    int tcp_at, ipc_at;           /* the listeners' slots, -1 when not polled */
-    size_t peers_at;              /* slot of peers[0] */
-    size_t npolled;               /* peers polled (later ones were accepted since) */
-} poll_set;
-
-/* waker, listeners (unless accepting is paused), then every connection:
- * input unless refused or paused, output when it has bytes to write.
- * -1 when out of memory. */
-static int prepare_poll_set(smartbus_router *r, poll_set *ps)
+/* the listeners are watched unless accepting is paused (after EMFILE and
+ * the like) */
+static void watch_listeners(smartbus_router *r)
 {
-    size_t need = r->npeers + 3;      /* the waker, two listeners, the peers */
-    if (need > r->cappfds) {
-        size_t cap = r->cappfds ? r->cappfds : 16;
-        while (cap < need) cap *= 2;
-        struct pollfd *np = realloc(r->pfds, cap * sizeof *np);
-        if (!np) return -1;
-        r->pfds = np;
-        r->cappfds = cap;
-    }
-    nfds_t n = 0;
-    r->pfds[n].fd = r->waker.rfd;
-    r->pfds[n++].events = POLLIN;
-    int listen_ok = r->now >= r->accept_pause_until;
-    ps->tcp_at = ps->ipc_at = -1;
-    if (r->tcp_fd >= 0 && listen_ok) {
-        ps->tcp_at = (int)n;
-        r->pfds[n].fd = r->tcp_fd;
-        r->pfds[n++].events = POLLIN;
-    }
-    if (r->ipc_fd >= 0 && listen_ok) {
-        ps->ipc_at = (int)n;
-        r->pfds[n].fd = r->ipc_fd;
-        r->pfds[n++].events = POLLIN;
-    }
-    ps->peers_at = n;
-    ps->npolled = r->npeers;
-    for (size_t i = 0; i < ps->npolled; i++) {
-        rt_peer *c = r->peers[i];
-        short ev = 0;
-        if ((!c->closing && !c->blocked_on) || c->draining) ev |= POLLIN;
-        if (out_pending(c) > 0) ev |= POLLOUT;
-        r->pfds[n].fd = c->fd;
-        r->pfds[n].events = ev;
-        r->pfds[n++].revents = 0;
-    }
-    ps->nfds = n;
-    return 0;
+    int want = r->now >= r->accept_pause_until;
+    if (want == r->listening) return;
+    unsigned ev = want ? SB_POLL_IN : 0;
+    int ok = 1;
+    if (r->tcp_fd >= 0) ok &= sb_poller_set(&r->poller, r->tcp_fd, ev, &r->tcp_fd) == 0;
+    if (r->ipc_fd >= 0) ok &= sb_poller_set(&r->poller, r->ipc_fd, ev, &r->ipc_fd) == 0;
+    if (ok) r->listening = want;       /* else tried again next turn */
 }
 
-/* 1. read every readable connection once and handle its complete packets */
-static void phase_input(smartbus_router *r, const poll_set *ps)
+/* 1. what one connection's event says: room to write (written in phase 3),
+ * input to read and handle, or its end */
+static void on_event(smartbus_router *r, rt_peer *c, unsigned ev)
 {
-    for (size_t i = 0; i < ps->npolled; i++) {
-        rt_peer *c = r->peers[i];
-        const struct pollfd *pf = &r->pfds[ps->peers_at + i];
-        short re = pf->revents;
-        c->skip_write = (pf->events & POLLOUT) && !(re & (POLLOUT | POLLERR | POLLHUP | POLLNVAL));
-        if (c->dead || !re) continue;
-        const char *why = NULL;
-        if (re & POLLNVAL) {
-            sb_route_disconnect(r, c, "invalid descriptor");
-        } else if (c->draining) {
-            if (sb_peer_drain(c) < 0) sb_route_disconnect(r, c, "registration refused");
-        } else if (!c->closing && !c->blocked_on && (re & (POLLIN | POLLHUP | POLLERR))) {
-            int got = sb_peer_read(r, c, &why);
-            if (got > 0) sb_route_input(r, c);
-            else if (got < 0) sb_route_disconnect(r, c, why);
-        } else if (re & (POLLHUP | POLLERR)) {
-            sb_route_disconnect(r, c, "hang-up");
-        }
+    if (c->dead) return;
+    if (ev & SB_POLL_OUT) rt_list_push(&r->to_write, &c->writer);
+    const char *why = NULL;
+    if (c->draining) {
+        if (sb_peer_drain(c) < 0) sb_route_disconnect(r, c, "registration refused");
+    } else if (!c->closing && !c->blocked_on && (ev & (SB_POLL_IN | SB_POLL_ERR))) {
+        int got = sb_peer_read(r, c, &why);
+        if (got > 0) sb_route_input(r, c);
+        else if (got < 0) sb_route_disconnect(r, c, why);
+    } else if (ev & SB_POLL_ERR) {
+        sb_route_disconnect(r, c, "hang-up");
     }
 }
 
-/* 2. new connections */
-static void phase_accept(smartbus_router *r, const poll_set *ps)
-{
-    if (ps->tcp_at >= 0 && (r->pfds[ps->tcp_at].revents & POLLIN)) sb_peer_accept(r, r->tcp_fd, 0);
-    if (ps->ipc_at >= 0 && (r->pfds[ps->ipc_at].revents & POLLIN)) sb_peer_accept(r, r->ipc_fd, 1);
-}
-
-/* 3. output: one send per connection (not when poll said it would block) */
+/* 3. output: one send per connection listed (bytes queued this turn, or
+ * room reported); a refused one whose ack is out gets its write side shut,
+ * then drains */
 static void phase_output(smartbus_router *r)
 {
-    for (size_t i = 0; i < r->npeers; i++) {
-        rt_peer *c = r->peers[i];
+    rt_peer *c;
+    while ((c = rt_list_first(&r->to_write)) != NULL) {
+        rt_node_unlink(&c->writer);
         const char *why = NULL;
-        if (!c->dead && !c->skip_write && sb_peer_write(r, c, &why) < 0)
+        if (sb_peer_write(r, c, &why) < 0) {
             sb_route_disconnect(r, c, why);
-        c->skip_write = 0;
-    }
-}
-
-/* 4. refused connections flushed (shut the write side, then drain) or
- * drained for too long; connections not registered in time; stalled peers */
-static void phase_closings(smartbus_router *r)
-{
-    for (size_t i = 0; i < r->npeers; i++) {
-        rt_peer *c = r->peers[i];
-        if (c->dead) continue;
-        if (c->draining) {
-            if (r->now >= c->drain_until) sb_route_disconnect(r, c, "registration refused");
-        } else if (!c->registered && r->now >= c->register_by) {
-            ST_ADD(r, registration_timeouts, 1);
-            sb_route_disconnect(r, c, "not registered in time");
-        } else if (c->closing && out_pending(c) == 0) {
+            continue;
+        }
+        if (c->closing && !c->draining && out_pending(c) == 0) {
             if (shutdown(c->fd, SHUT_WR) != 0) {
                 sb_route_disconnect(r, c, "registration refused");
-            } else {
-                c->draining = 1;
-                c->drain_until = r->now + RT_DRAIN_MS;
+                continue;
             }
-        } else if (c->congested && r->now - c->stall_ref >= r->stall_ms) {
-            ST_ADD(r, stalled_disconnects, 1);
-            sb_route_disconnect(r, c, "stalled (queue not below half the bound in time)");
+            c->draining = 1;
+            c->drain_until = r->now + RT_DRAIN_MS;
+            rt_list_push(&r->draining, &c->deadline);
         }
+        if (sb_peer_watch(r, c) != 0) sb_route_disconnect(r, c, "the poller refused");
     }
 }
 
-/* 5. resume paused senders whose destination has drained (or closed) */
+/* 4. deadlines: refused connections drained for too long, connections not
+ * registered in time, stalled peers, large empty out buffers on trial
+ * (each list in deadline order) */
+static void phase_deadlines(smartbus_router *r)
+{
+    rt_peer *c;
+    while ((c = rt_list_first(&r->idle_out)) != NULL && r->now >= c->idle_at) {
+        rt_node_unlink(&c->idle);
+        sb_buf_trim(&c->out, 0);      /* only if empty (else listed again once it is) */
+    }
+    while ((c = rt_list_first(&r->draining)) != NULL && r->now >= c->drain_until)
+        sb_route_disconnect(r, c, "registration refused");
+    while ((c = rt_list_first(&r->registering)) != NULL && r->now >= c->register_by) {
+        ST_ADD(r, registration_timeouts, 1);
+        sb_route_disconnect(r, c, "not registered in time");
+    }
+    while ((c = rt_list_first(&r->stalls)) != NULL && r->now - c->stall_ref >= r->stall_ms) {
+        ST_ADD(r, stalled_disconnects, 1);
+        sb_route_disconnect(r, c, "stalled (queue not below half the bound in time)");
+    }
+}
+
+/* 5. senders whose destination drained (or closed) go on: their input is
+ * watched again and what they left buffered is routed */
 static void phase_resume(smartbus_router *r)
 {
-    for (size_t i = 0; i < r->npeers; i++) {
-        rt_peer *c = r->peers[i];
-        if (c->dead) continue;
-        if (c->blocked_on && !c->blocked_on->congested) c->blocked_on = NULL;
-        if (sb_peer_input_ready(r, c)) sb_route_input(r, c);
+    rt_peer *c;
+    while ((c = rt_list_first(&r->resumed)) != NULL) {
+        rt_node_unlink(&c->paused);
+        if (sb_peer_watch(r, c) != 0) sb_route_disconnect(r, c, "the poller refused");
+        else if (sb_peer_input_ready(r, c)) sb_route_input(r, c);
     }
 }
 
-/* the deadline of connection c that comes first: drain, registration or
- * stall (-1: none) */
-static int64_t peer_deadline(const smartbus_router *r, const rt_peer *c)
+/* the nearest of a list's first deadline and `deadline` (-1: none) */
+static int64_t nearer(int64_t deadline, const rt_peer *first, int64_t first_deadline)
 {
-    if (c->draining) return c->drain_until;
-    if (!c->registered) return c->register_by;
-    return c->congested ? c->stall_ref + r->stall_ms : -1;
+    if (!first) return deadline;
+    return deadline < 0 || first_deadline < deadline ? first_deadline : deadline;
 }
 
-/* the next poll()'s timeout: 0 with buffered input left (a sender resumed
- * by a close), else until the nearest stall, drain, registration or accept
- * deadline, else none (-1) */
+/* the next wait's timeout: 0 with senders left to resume or bytes queued
+ * after the output phase (by a disconnect's announcements, or a resumed
+ * sender), else until the nearest stall, drain, registration, idle buffer
+ * or accept deadline, else none (-1) */
 static int next_timeout(const smartbus_router *r)
 {
+    if (rt_list_first(&r->resumed) || rt_list_first(&r->to_write)) return 0;
+    const rt_peer *d = rt_list_first(&r->draining), *g = rt_list_first(&r->registering),
+                  *s = rt_list_first(&r->stalls);
     int64_t deadline = -1;
-    for (size_t i = 0; i < r->npeers; i++) {
-        const rt_peer *c = r->peers[i];
-        if (sb_peer_input_ready(r, c)) {
-            deadline = r->now;
-            break;
-        }
-        int64_t d = peer_deadline(r, c);
-        if (d >= 0 && (deadline < 0 || d < deadline)) deadline = d;
-    }
+    deadline = nearer(deadline, d, d ? d->drain_until : 0);
+    deadline = nearer(deadline, g, g ? g->register_by : 0);
+    deadline = nearer(deadline, s, s ? s->stall_ref + r->stall_ms : 0);
+    const rt_peer *i = rt_list_first(&r->idle_out);
+    deadline = nearer(deadline, i, i ? i->idle_at : 0);
     if (r->now < r->accept_pause_until) {
         if (deadline < 0 || r->accept_pause_until < deadline) deadline = r->accept_pause_until;
     }
@@ -182,25 +140,35 @@ static int next_timeout(const smartbus_router *r)
 
 int sb_router_turn(smartbus_router *r, int *timeout_ms)
 {
-    poll_set ps;
-    if (prepare_poll_set(r, &ps) != 0) return SMARTBUS_ERR_MEM_ALLOC;
-    int n = poll(r->pfds, ps.nfds, *timeout_ms);
+    sb_poll_event evs[SB_POLL_BATCH];
+    watch_listeners(r);
+    int n = sb_poller_wait(&r->poller, evs, *timeout_ms);
     r->now = sb_now_ms();
     if (n < 0) {
         if (errno != EINTR) {
-            sb_trace("router: poll: %s", strerror(errno));
+            sb_trace("router: poller wait: %s", strerror(errno));
             return SMARTBUS_ERR_OTHER;
         }
         *timeout_ms = 0;
         return 0;
     }
-    if (r->pfds[0].revents) sb_waker_drain(&r->waker);
-    if (sb_load(&r->stop)) return 0;
+    if (sb_load(&r->stop)) {
+        sb_waker_drain(&r->waker);
+        return 0;
+    }
 
-    phase_input(r, &ps);
-    phase_accept(r, &ps);
+    int accept_tcp = 0, accept_ipc = 0;
+    for (int i = 0; i < n; i++) {
+        void *tag = evs[i].tag;
+        if (tag == &r->waker) sb_waker_drain(&r->waker);
+        else if (tag == &r->tcp_fd) accept_tcp = r->listening;
+        else if (tag == &r->ipc_fd) accept_ipc = r->listening;
+        else on_event(r, tag, evs[i].events);
+    }
+    if (accept_tcp) sb_peer_accept(r, r->tcp_fd, 0);
+    if (accept_ipc) sb_peer_accept(r, r->ipc_fd, 1);
     phase_output(r);
-    phase_closings(r);
+    phase_deadlines(r);
     phase_resume(r);
     sb_peers_sweep(r);
     sb_monitor_turn(r);

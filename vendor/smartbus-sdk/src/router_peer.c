@@ -28,8 +28,10 @@
 static void reject(smartbus_router *r, int fd, const char *why)
 {
     sb_trace("router: rejected fd %d: %s", fd, why);
-    close(fd);
+    /* counted before the close: a peer that sees its connection closed
+     * then finds it in the router's counters */
     ST_ADD(r, rejected_connections, 1);
+    close(fd);
 }
 
 /* No descriptor is left: gives up the spare one to accept the first
@@ -99,7 +101,15 @@ int sb_peer_adopt(smartbus_router *r, int fd, int ipc, const struct sockaddr *sa
     }
     c->fd = fd;
     c->ipc = (uint8_t)ipc;
+    c->deadline.peer = c->stall.peer = c->writer.peer = c->paused.peer = c->idle.peer = c;
+    rt_list_init(&c->blocked_senders);
+    if (sb_peer_watch(r, c) != 0) {
+        sb_trace("router: fd %d not watched: %s", fd, strerror(errno));
+        sb_peer_free(c);
+        return 0;                     /* this one is lost, the next may work */
+    }
     c->register_by = r->now + r->register_ms;
+    rt_list_push(&r->registering, &c->deadline);
     sb_monitor_accepted(c, sa, salen);
     r->peers[r->npeers++] = c;
     ST_ADD(r, accepted, 1);
@@ -118,6 +128,7 @@ const char *sb_peer_bad_head(smartbus_router *r)
 int sb_peer_read(smartbus_router *r, rt_peer *c, const char **why)
 {
     sb_buf *b = &c->in;
+    if (b->cap == 0) sb_buf_swap(b, &r->spare_in);    /* none (or none left): the spare */
     if (b->off > 0) sb_buf_compact(b);
     size_t want = RT_READ_MIN;
     if (b->len >= SBW_HEAD_SIZE) {
@@ -149,6 +160,14 @@ int sb_peer_read(smartbus_router *r, rt_peer *c, const char **why)
     return 0;
 }
 
+void sb_peer_input_empty(smartbus_router *r, rt_peer *c)
+{
+    sb_buf *b = &c->in;
+    b->off = b->len = 0;
+    if (r->spare_in.cap == 0 && b->cap <= RT_SPARE_IN_MAX) sb_buf_swap(b, &r->spare_in);
+    else sb_buf_free(b);
+}
+
 int sb_peer_input_ready(const smartbus_router *r, const rt_peer *c)
 {
     if (c->dead || c->closing || c->blocked_on) return 0;
@@ -170,6 +189,35 @@ int sb_peer_drain(rt_peer *c)
     return 0;
 }
 
+/* ---- paused senders ---------------------------------------------------------- */
+
+void sb_peer_pause(rt_peer *s, rt_peer *full)
+{
+    s->blocked_on = full;
+    rt_list_push(&full->blocked_senders, &s->paused);
+}
+
+/* the senders paused on d go on (d drained or closed): listed in r->resumed */
+static void resume_senders(smartbus_router *r, rt_peer *d)
+{
+    rt_peer *s;
+    while ((s = rt_list_first(&d->blocked_senders)) != NULL) {
+        s->blocked_on = NULL;
+        rt_list_push(&r->resumed, &s->paused);
+    }
+}
+
+int sb_peer_watch(smartbus_router *r, rt_peer *c)
+{
+    unsigned want = 0;
+    if ((!c->closing && !c->blocked_on) || c->draining) want |= SB_POLL_IN;
+    if (out_pending(c) > 0) want |= SB_POLL_OUT;
+    if (c->dead || want == c->interest) return 0;   /* a new one wants input: never 0 */
+    if (sb_poller_set(&r->poller, c->fd, want, c) != 0) return -1;
+    c->interest = want;
+    return 0;
+}
+
 /* ---- output --------------------------------------------------------------- */
 
 int sb_peer_write(smartbus_router *r, rt_peer *c, const char **why)
@@ -184,8 +232,16 @@ int sb_peer_write(smartbus_router *r, rt_peer *c, const char **why)
         if (b->off == b->len) {
             b->off = b->len = 0;
             sb_buf_trim(b, RT_OUT_KEEP);
+            if (b->cap > RT_OUT_IDLE_KEEP && !c->idle.next) {
+                c->idle_at = r->now + RT_OUT_IDLE_MS;
+                rt_list_push(&r->idle_out, &c->idle);
+            }
         }
-        if (c->congested && out_pending(c) < r->max_out / 2) c->congested = 0;
+        if (c->congested && out_pending(c) < r->max_out / 2) {
+            c->congested = 0;
+            rt_node_unlink(&c->stall);
+            resume_senders(r, c);
+        }
     } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         *why = strerror(errno);
         return -1;
@@ -199,11 +255,20 @@ void sb_peer_close(smartbus_router *r, rt_peer *c, const char *why)
 {
     c->dead = 1;
     sb_trace("router: close fd %d (%u/%u/%u): %s", c->fd, c->type, c->unit, c->client, why);
-    if (c->fd >= 0) close(c->fd);
+    if (c->fd >= 0) {
+        sb_poller_forget(&r->poller, c->fd);
+        close(c->fd);
+    }
     c->fd = -1;
     ST_ADD(r, closed, 1);
-    for (size_t i = 0; i < r->npeers; i++)
-        if (r->peers[i]->blocked_on == c) r->peers[i]->blocked_on = NULL;
+    r->ndead++;
+    rt_node_unlink(&c->deadline);
+    rt_node_unlink(&c->stall);
+    rt_node_unlink(&c->writer);
+    rt_node_unlink(&c->paused);
+    rt_node_unlink(&c->idle);
+    c->blocked_on = NULL;
+    resume_senders(r, c);
 }
 
 void sb_peer_free(rt_peer *c)
@@ -216,6 +281,8 @@ void sb_peer_free(rt_peer *c)
 
 void sb_peers_sweep(smartbus_router *r)
 {
+    if (r->ndead == 0) return;
+    r->ndead = 0;
     size_t j = 0;
     for (size_t i = 0; i < r->npeers; i++) {
         rt_peer *c = r->peers[i];

@@ -6,11 +6,11 @@
  * are in router_internal.h.
  */
 #include "platform.h"
+#include <errno.h>
 #include <string.h>
 
 #include "router_internal.h"
 
-#define RT_IN_KEEP           ((size_t)1 << 20)    /* empty read buffers above this are freed */
 #define RT_HB_MAX_ECHO       1024                 /* larger "heartbeats" are not echoed */
 
 /* ---- packets the router makes -------------------------------------------- */
@@ -25,10 +25,13 @@ static sbw_head router_head(const smartbus_router *r, uint8_t cmd, uint8_t cmdty
     return h;
 }
 
+static void run_end(smartbus_router *r);
+
 /* Room for `need` bytes of control traffic to c (it pauses nobody); NULL
  * when c's budget is spent or memory is out, and c is then disconnected. */
 static uint8_t *control_room(smartbus_router *r, rt_peer *c, size_t need)
 {
+    if (r->run.to == c) run_end(r);          /* the run's packets come first */
     if (out_pending(c) + need > r->budget) {
         ST_ADD(r, stalled_disconnects, 1);
         sb_route_disconnect(r, c, "stalled (its queue reached the budget)");
@@ -142,6 +145,7 @@ static void handle_register(smartbus_router *r, rt_peer *c, const uint8_t *p, co
     }
 
     c->registered = 1;
+    rt_node_unlink(&c->deadline);
     c->type = type;
     c->unit = unit;
     c->client = client;
@@ -162,36 +166,115 @@ static void handle_register(smartbus_router *r, rt_peer *c, const uint8_t *p, co
 
 /* ---- routing ------------------------------------------------------------------ */
 
+/* counts one packet forwarded to d */
+static void count_forwarded(smartbus_router *r, rt_peer *d, int32_t datalen)
+{
+    d->mon.msgs_out++;
+    ST_ADD(r, routed_msgs, 1);
+    ST_ADD(r, routed_bytes, datalen);
+}
+
 /* Appends one packet from s to d as forwarded (sbw_put_forwarded: stamped
  * with s's identity); d is not congested.  A d that cannot get the memory
  * is disconnected. */
 static void deliver(smartbus_router *r, const rt_peer *s, rt_peer *d, const uint8_t *p,
                     int32_t datalen)
 {
+    if (r->run.to == d) run_end(r);          /* the run's packets come first */
     if (out_reserve(d, SBW_HEAD_SIZE + (size_t)datalen) != 0) {
         sb_route_disconnect(r, d, "out of memory");
         return;
     }
     d->out.len += sbw_put_forwarded(d->out.p + d->out.len, p, datalen, s->type, s->unit,
                                     s->client);
-    d->mon.msgs_out++;
-    ST_ADD(r, routed_msgs, 1);
-    ST_ADD(r, routed_bytes, datalen);
+    count_forwarded(r, d, datalen);
     out_appended(r, d);
 }
 
-/* pauses sender s until destination `full` is no longer congested */
+/* Ends the run: writes it with one sendmsg(), copies what the socket did not
+ * take to the destination's out buffer.  A destination that fails (or
+ * cannot get the memory) is disconnected. */
+static void run_end(smartbus_router *r)
+{
+    rt_run *run = &r->run;
+    rt_peer *d = run->to;
+    if (!d) return;
+    run->to = NULL;
+    if (d->dead) return;
+    ssize_t w = sb_sendv_nosignal(d->fd, run->piece, run->npieces);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            sb_route_disconnect(r, d, strerror(errno));
+            return;
+        }
+        w = 0;
+    }
+    d->mon.bytes_out += (uint64_t)w;
+    if ((size_t)w == run->bytes) return;
+    if (out_reserve(d, run->bytes - (size_t)w) != 0) {
+        sb_route_disconnect(r, d, "out of memory");
+        return;
+    }
+    size_t skip = (size_t)w;
+    for (int i = 0; i < run->npieces; i++) {
+        size_t len = run->piece[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        memcpy(d->out.p + d->out.len, (const uint8_t *)run->piece[i].iov_base + skip, len - skip);
+        d->out.len += len - skip;
+        skip = 0;
+    }
+    out_appended(r, d);
+}
+
+/* Forwards packet p of s to d (not congested) as part of a run: 1 when
+ * taken (stamped in place, to be written from s's read buffer), 0 when d
+ * has bytes queued (then deliver() copies it behind them). */
+static int run_take(smartbus_router *r, const rt_peer *s, rt_peer *d, uint8_t *p, int32_t datalen)
+{
+    rt_run *run = &r->run;
+    size_t n = SBW_HEAD_SIZE + (size_t)datalen;
+    if (run->to == d) {
+        struct iovec *last = &run->piece[run->npieces - 1];
+        int joins = (uint8_t *)last->iov_base + last->iov_len == p;
+        if (run->bytes + n > r->max_out || (!joins && run->npieces == RT_RUN_PIECES)) run_end(r);
+    }
+    if (run->to != d) {
+        run_end(r);
+        if (d == s || out_pending(d) > 0) return 0;
+        run->to = d;
+        run->npieces = 0;
+        run->bytes = 0;
+    }
+    sbw_stamp_forwarded(p, datalen, s->type, s->unit, s->client);
+    struct iovec *last = run->npieces ? &run->piece[run->npieces - 1] : NULL;
+    if (last && (uint8_t *)last->iov_base + last->iov_len == p) {
+        last->iov_len += n;
+    } else {
+        run->piece[run->npieces].iov_base = p;
+        run->piece[run->npieces++].iov_len = n;
+    }
+    run->bytes += n;
+    count_forwarded(r, d, datalen);
+    return 1;
+}
+
+/* pauses sender s until destination `full` is no longer congested: its
+ * input is no longer watched */
 static int pause_sender(smartbus_router *r, rt_peer *s, rt_peer *full)
 {
-    s->blocked_on = full;
+    sb_peer_pause(s, full);
     ST_ADD(r, paused_reads, 1);
+    if (sb_peer_watch(r, s) != 0) sb_route_disconnect(r, s, "the poller refused");
     return 1;
 }
 
 /* Routes the packet p from s by its destination.  1 when s was paused
  * instead (a destination is congested: the packet stays for later), else
  * 0 (delivered, or dropped for want of a destination). */
-static int route(smartbus_router *r, rt_peer *s, const uint8_t *p, const sbw_head *h)
+static int route(smartbus_router *r, rt_peer *s, uint8_t *p, const sbw_head *h)
 {
     int delivered = 0;
     if (h->dst_client == 0xFF) {
@@ -211,7 +294,7 @@ static int route(smartbus_router *r, rt_peer *s, const uint8_t *p, const sbw_hea
         rt_peer *d = r->table[h->dst_unit][h->dst_client];
         if (d) {
             if (d->congested) return pause_sender(r, s, d);
-            deliver(r, s, d, p, h->datalen);
+            if (!run_take(r, s, d, p, h->datalen)) deliver(r, s, d, p, h->datalen);
             delivered = 1;
         }
     }
@@ -223,7 +306,7 @@ static int route(smartbus_router *r, rt_peer *s, const uint8_t *p, const sbw_hea
 
 /* Handles one packet of c: 1 when c was paused on it (it stays in c's
  * input), else 0. */
-static int handle_packet(smartbus_router *r, rt_peer *c, const uint8_t *p, const sbw_head *h)
+static int handle_packet(smartbus_router *r, rt_peer *c, uint8_t *p, const sbw_head *h)
 {
     if (!c->registered) {                 /* only a registration counts */
         if (h->cmdtype == SMARTBUS_CMDTYPE_INTERNAL && h->cmd == SMARTBUS_CMD_REGISTER)
@@ -253,19 +336,17 @@ void sb_route_input(smartbus_router *r, rt_peer *c)
     while (!c->dead && !c->closing && !c->blocked_on) {
         size_t avail = b->len - b->off;
         if (avail < SBW_HEAD_SIZE) break;
-        const uint8_t *p = b->p + b->off;
+        uint8_t *p = b->p + b->off;
         sbw_head h;
         if (rt_get_head(r, c, p, avail, &h) != SBW_OK) {
             sb_route_disconnect(r, c, sb_peer_bad_head(r));
-            return;
+            break;
         }
         if ((size_t)h.packet_size > avail) break;
         if (handle_packet(r, c, p, &h)) break;     /* paused: the packet stays */
         c->mon.msgs_in++;
         b->off += (size_t)h.packet_size;
     }
-    if (b->off == b->len) {
-        b->off = b->len = 0;
-        sb_buf_trim(b, RT_IN_KEEP);
-    }
+    run_end(r);                                    /* before c's buffer changes hands */
+    if (b->off == b->len) sb_peer_input_empty(r, c);
 }
