@@ -11,7 +11,11 @@ cimport cython
 # the signature line is written by hand, in the form CPython reads into
 # __text_signature__ (so that inspect.signature(Head) works): Cython embeds
 # signatures for functions, not for the constructor of an extension type
+# a free list: a burst of events makes and drops up to a batch of heads at a
+# time (on_data_batch gets 256 at once), and reusing them saves the
+# allocator's work on every message (callgrind: ~100 instructions each)
 @cython.embedsignature(False)
+@cython.freelist(256)
 cdef class Head:
     """Head(raw=None)\n--\n\nRead-only view of a received packet head (the 20-byte SmartBus head).
 
