@@ -247,12 +247,14 @@ cdef extern from "smartbus_ext.h" nogil:
         int stall_timeout_ms
         int registration_timeout_ms
         int max_connections
+        int heartbeat_answer_interval_ms
 
     size_t SMARTBUS_ROUTER_MIN_OUT_BYTES
     size_t SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES
     int SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS
     int SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS
     int SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS
+    int SMARTBUS_ROUTER_DEFAULT_HEARTBEAT_ANSWER_INTERVAL_MS
 
     ctypedef struct smartbus_router:
         pass
@@ -263,7 +265,7 @@ cdef extern from "smartbus_ext.h" nogil:
         uint64_t heartbeats, stalled_disconnects, paused_reads
         int clients
         uint64_t registration_timeouts, rejected_connections, protocol_errors
-        uint64_t dropped_forged
+        uint64_t dropped_forged, heartbeat_answers
 
     int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out,
                             char *err, size_t errlen)

@@ -115,6 +115,7 @@ ROUTER_DEFAULT_MAX_OUT_BYTES: int
 ROUTER_DEFAULT_STALL_TIMEOUT_MS: int
 ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS: int
 ROUTER_DEFAULT_MAX_CONNECTIONS: int
+ROUTER_DEFAULT_HEARTBEAT_ANSWER_INTERVAL_MS: int
 
 class Router:
     """The local SmartBus server (run by smartbus.server.Server)."""
@@ -127,7 +128,8 @@ class Router:
                 user: Optional[str] = None, password: Optional[str] = None,
                 ipc_path: Optional[str] = None, max_out_bytes: int = 0,
                 stall_timeout_ms: int = 0, registration_timeout_ms: int = 0,
-                max_connections: int = 0) -> Router: ...
+                max_connections: int = 0,
+                heartbeat_answer_interval_ms: int = 0) -> Router: ...
     def run(self) -> None: ...
     def stop(self) -> None: ...
     def close(self) -> None: ...

@@ -43,7 +43,9 @@ COUNTERS = {
     "routed_bytes": "payload bytes delivered to a destination",
     "dropped_no_route": "packets dropped: destination not connected",
     "dropped_unregistered": "packets dropped: sender not registered",
-    "heartbeats": "heartbeats answered",
+    "heartbeats": "heartbeats received from registered clients",
+    "heartbeat_answers": "heartbeats answered (at most one per connection per "
+                         "heartbeat_answer_interval)",
     "stalled_disconnects": "connections closed by the stall rule",
     "paused_reads": "times a sender was paused by back-pressure",
 }

@@ -48,6 +48,7 @@ _MAX_OUT = _native.ROUTER_DEFAULT_MAX_OUT_BYTES
 _STALL_S = _native.ROUTER_DEFAULT_STALL_TIMEOUT_MS / 1000
 _REGISTRATION_S = _native.ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS / 1000
 _MAX_CONNECTIONS = _native.ROUTER_DEFAULT_MAX_CONNECTIONS
+_HEARTBEAT_ANSWER_S = _native.ROUTER_DEFAULT_HEARTBEAT_ANSWER_INTERVAL_MS / 1000
 
 
 class Server:
@@ -62,7 +63,11 @@ class Server:
     reached it and is not below half of it ``stall_timeout`` seconds later
     is disconnected.  A connection that has not registered
     ``registration_timeout`` seconds after it connected is closed; beyond
-    ``max_connections`` connections a newcomer is closed at once.  The
+    ``max_connections`` connections a newcomer is closed at once.  A
+    connection's heartbeats are answered at most once per
+    ``heartbeat_answer_interval`` seconds (clients keep a link whose last
+    received byte is under 14 s old, so 5 s keeps idle links up while the
+    router writes a fifth of the answers).  The
     password is kept by the router only: it is in no attribute, repr or log.
     ``monitor``: ``(host, port)`` of an HTTP monitoring endpoint
     (smartbus.monitor; needs prometheus_client), None for none; its real
@@ -77,7 +82,8 @@ class Server:
                  ipc_path: Optional[str] = None, max_out_bytes: int = _MAX_OUT,
                  stall_timeout: float = _STALL_S, registration_timeout: float = _REGISTRATION_S,
                  max_connections: int = _MAX_CONNECTIONS,
-                 monitor: Optional[Tuple[str, int]] = None) -> None:
+                 monitor: Optional[Tuple[str, int]] = None,
+                 heartbeat_answer_interval: float = _HEARTBEAT_ANSWER_S) -> None:
         if not isinstance(unit_id, int) or unit_id not in _native.SERVER_UNIT_IDS:
             raise ValueError("unit_id must be in %s, got %r" % (_UNITS, unit_id))
         if not isinstance(port, int) or not -1 <= port <= 65535:
@@ -88,11 +94,14 @@ class Server:
                              % (_native.ROUTER_MIN_OUT_BYTES, max_out_bytes))
         stall_ms = seconds_to_ms(stall_timeout, "stall_timeout")
         registration_ms = seconds_to_ms(registration_timeout, "registration_timeout")
-        if not stall_ms or not registration_ms:
-            raise ValueError("stall_timeout and registration_timeout must be more than 0 s")
+        answer_ms = seconds_to_ms(heartbeat_answer_interval, "heartbeat_answer_interval")
+        if not stall_ms or not registration_ms or not answer_ms:
+            raise ValueError("stall_timeout, registration_timeout and heartbeat_answer_interval "
+                             "must be more than 0 s")
         max_connections = check_int(max_connections, "max_connections", 1)
         self._router = _native.Router(host, port, unit_id, user, password, ipc_path,
-                                      max_out_bytes, stall_ms, registration_ms, max_connections)
+                                      max_out_bytes, stall_ms, registration_ms, max_connections,
+                                      answer_ms)
         self.host = host
         self.port = self._router.port
         self.unit_id = unit_id
@@ -246,6 +255,10 @@ def add_server_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--stall-timeout", type=float, default=_STALL_S, metavar="SECONDS",
                     help="disconnect a peer whose queue reached the bound and is not below "
                          "half of it this long after (default %g)" % _STALL_S)
+    ap.add_argument("--heartbeat-answer-interval", type=float, default=_HEARTBEAT_ANSWER_S,
+                    metavar="SECONDS",
+                    help="answer a connection's heartbeats at most once per this interval "
+                         "(default %g; clients drop a link silent for 14 s)" % _HEARTBEAT_ANSWER_S)
     ap.add_argument("--monitor", nargs="?", const="%s:%d" % (DEFAULT_HOST, DEFAULT_PORT),
                     type=_monitor_address, metavar="HOST:PORT",
                     help="serve JSON at / and Prometheus text at /metrics over HTTP (alone: "
@@ -286,7 +299,8 @@ def serve(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         server = Server(args.host, args.port, args.unit_id, args.user, password,
                         None if args.no_ipc else args.ipc_path, args.max_out_bytes,
                         args.stall_timeout, args.registration_timeout, args.max_connections,
-                        monitor=args.monitor)
+                        monitor=args.monitor,
+                        heartbeat_answer_interval=args.heartbeat_answer_interval)
     except ValueError as exc:
         ap.error(str(exc))
     except (OSError, ImportError) as exc:

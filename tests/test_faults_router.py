@@ -187,10 +187,24 @@ def test_no_descriptor_left_a_newcomer_is_closed_registered_clients_are_served(r
 # ---- peers that do not read ------------------------------------------------------------
 
 def test_a_registered_heartbeat_flood_that_never_reads_is_cut(router_process):
-    router = router_process("--max-out-bytes", 1 << 20, "--stall-timeout", 2)
+    # every heartbeat answered (1 ms interval): the router's own packets
+    # fill the peer's queue, which stays within its budget until the stall
+    # rule cuts the peer
+    router = router_process("--max-out-bytes", 1 << 20, "--stall-timeout", 2,
+                            "--heartbeat-answer-interval", 0.001)
     before = rss_mib(router.proc.pid)
     result = heartbeats(router, registered=True, seconds=20)
     assert result["cut_after_s"] is not None and result["cut_after_s"] < 15, result
+    assert_bounded(router, before, result)
+
+
+def test_a_registered_heartbeat_flood_costs_no_memory_by_default(router_process):
+    # one answer per 5 s (the default interval): nothing piles up for a
+    # peer that never reads, and it is not cut (it is only a fast sender)
+    router = router_process("--max-out-bytes", 1 << 20, "--stall-timeout", 2)
+    before = rss_mib(router.proc.pid)
+    result = heartbeats(router, registered=True, seconds=4)
+    assert result["cut_after_s"] is None and result["sent_mib"] > 1, result
     assert_bounded(router, before, result)
 
 

@@ -13,6 +13,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 from smartbus import _native
 from smartbus.errors import SmartBusError
 
@@ -97,11 +99,50 @@ def test_packets_after_the_registration_in_the_same_read_count_as_registered(rou
     hb = data_packet((16, 1, 11), (0, 0, 1), b"12345678", cmd=5, cmd_type=0)
     conn.send(registration(16, 1) + hb + hb)
     assert ack_result(conn) == 0
-    answers = [conn.recv_packet(cmd=6) for _ in range(2)]
-    assert [a[20:] for a in answers] == [b"12345678"] * 2
+    assert conn.recv_packet(cmd=6)[20:] == b"12345678"    # the first answered ...
     st = router.stats()
-    assert (st["heartbeats"], st["dropped_unregistered"]) == (2, 0), st
+    # ... and both counted as a registered client's (the second is not
+    # answered: one answer per heartbeat_answer_interval)
+    assert (st["heartbeats"], st["heartbeat_answers"], st["dropped_unregistered"]) == (2, 1, 0), st
     conn.close()
+
+
+def test_heartbeats_are_answered_at_most_once_per_interval(make_router):
+    # a client keeps a link whose last byte is recent (NET.md §5.4): the
+    # router answers one heartbeat per interval, each with its own payload
+    router = make_router(heartbeat_answer_interval=0.3)
+    conn = registered_raw(router, 16, 1)
+    sent = 0
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + 1.5:
+        conn.send(data_packet((16, 1, 11), (0, 0, 1), b"hb%06d" % sent, cmd=5, cmd_type=0))
+        sent += 1
+        time.sleep(0.02)
+    elapsed = time.monotonic() - t0
+    assert wait_for(lambda: router.stats()["heartbeats"] == sent, 5), router.stats()
+    answers = []
+    while True:
+        try:
+            answers.append(conn.recv_packet(0.5, cmd=6, skip_heartbeats=False)[20:])
+        except TimeoutError:
+            break
+    st = router.stats()
+    assert st["heartbeat_answers"] == len(answers), (st, answers)
+    # the first heartbeat, then one every 0.3 s at the earliest
+    assert answers[0] == b"hb000000", answers
+    assert 2 <= len(answers) <= elapsed / 0.3 + 1, (len(answers), sent, elapsed)
+    assert sent > 3 * len(answers), (sent, answers)
+    assert all(a.startswith(b"hb") for a in answers) and len(set(answers)) == len(answers)
+    conn.close()
+
+
+def test_heartbeat_answer_interval_must_be_positive():
+    from smartbus.server import Server
+    for bad in (0, -1, 0.0001):
+        with pytest.raises(ValueError, match="heartbeat_answer_interval"):
+            Server(heartbeat_answer_interval=bad)
+    with pytest.raises(TypeError, match="heartbeat_answer_interval"):
+        Server(heartbeat_answer_interval=None)
 
 
 def test_before_the_registration_only_a_registration_counts(router, net_client):

@@ -15,6 +15,7 @@ ROUTER_DEFAULT_MAX_OUT_BYTES = SMARTBUS_ROUTER_DEFAULT_MAX_OUT_BYTES
 ROUTER_DEFAULT_STALL_TIMEOUT_MS = SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS
 ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS = SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS
 ROUTER_DEFAULT_MAX_CONNECTIONS = SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS
+ROUTER_DEFAULT_HEARTBEAT_ANSWER_INTERVAL_MS = SMARTBUS_ROUTER_DEFAULT_HEARTBEAT_ANSWER_INTERVAL_MS
 
 
 cdef class Router:
@@ -25,7 +26,7 @@ cdef class Router:
     def __cinit__(self, host="127.0.0.1", int port=0, int unit_id=0, user=None,
                   password=None, ipc_path=None, size_t max_out_bytes=0,
                   int stall_timeout_ms=0, int registration_timeout_ms=0,
-                  int max_connections=0):
+                  int max_connections=0, int heartbeat_answer_interval_ms=0):
         cdef smartbus_router_config cfg
         cdef smartbus_router *r = NULL
         cdef char err[512]
@@ -45,6 +46,7 @@ cdef class Router:
         cfg.stall_timeout_ms = stall_timeout_ms
         cfg.registration_timeout_ms = registration_timeout_ms
         cfg.max_connections = max_connections
+        cfg.heartbeat_answer_interval_ms = heartbeat_answer_interval_ms
         err[0] = 0
         rc = smartbus_router_new(&cfg, &r, err, sizeof(err))
         if rc != 0:
@@ -147,7 +149,8 @@ cdef dict _stats_dict(const smartbus_router_stats *st):
             "stalled_disconnects": st.stalled_disconnects, "paused_reads": st.paused_reads,
             "clients": st.clients, "registration_timeouts": st.registration_timeouts,
             "rejected_connections": st.rejected_connections,
-            "protocol_errors": st.protocol_errors, "dropped_forged": st.dropped_forged}
+            "protocol_errors": st.protocol_errors, "dropped_forged": st.dropped_forged,
+            "heartbeat_answers": st.heartbeat_answers}
 
 
 cdef dict _conn_dict(smartbus_router_conn *c):

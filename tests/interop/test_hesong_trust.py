@@ -144,6 +144,7 @@ def test_registration_and_heartbeats_in_one_read(make_router, hesong, net_client
         st = router.stats()
         assert st["dropped_unregistered"] == 0, st
         assert wait_for(lambda: router.stats()["heartbeats"] >= early, 5), router.stats()
+        assert router.stats()["heartbeat_answers"] >= 1, router.stats()
         # the link works: data both ways, and it stays up
         assert v.send(42, 3, (OUR_UNIT, 7, 12), b"after the burst")["rc"] == 0
         got = me.log.wait("data", predicate=lambda e: e[0].cmd == 42, timeout=5)

@@ -222,6 +222,8 @@ typedef struct smartbus_router_config {
                                           after it was accepted (0: default) */
     int max_connections;               /* newcomers beyond this many connections are
                                           closed at once (0: default) */
+    int heartbeat_answer_interval_ms;  /* a connection's heartbeats are answered at
+                                          most once per this interval (0: default) */
 } smartbus_router_config;
 
 /* the defaults of the fields above (0 in the configuration) */
@@ -229,6 +231,12 @@ typedef struct smartbus_router_config {
 #define SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS     10000
 #define SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS 5000
 #define SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS      1024
+/* Clients take any byte received as a sign of life and drop a link after
+ * 14 s without one (NET.md §5.4); an answer every 5 s keeps an idle link up
+ * with room to spare, and saves the router a write (and the client a
+ * wake-up) for 4 of every 5 heartbeats: with thousands of idle clients
+ * those answers were most of the router's work (benchmarks/README.md). */
+#define SMARTBUS_ROUTER_DEFAULT_HEARTBEAT_ANSWER_INTERVAL_MS 5000
 /* the smallest max_out_bytes (also the largest packet: a registration and
  * its ack fit) */
 #define SMARTBUS_ROUTER_MIN_OUT_BYTES ((size_t)16 << 10)
@@ -240,7 +248,7 @@ typedef struct smartbus_router_stats {
     uint64_t routed_msgs, routed_bytes;
     uint64_t dropped_no_route;         /* destination not connected */
     uint64_t dropped_unregistered;     /* sender not registered */
-    uint64_t heartbeats;
+    uint64_t heartbeats;               /* received from registered clients */
     uint64_t stalled_disconnects;      /* peers closed by the stall rule */
     uint64_t paused_reads;             /* times a sender was paused by back-pressure */
     int clients;                       /* registered now */
@@ -251,6 +259,8 @@ typedef struct smartbus_router_stats {
                                           packet over the size limit */
     uint64_t dropped_forged;           /* global-connect events (cmd 9) sent by clients:
                                           only the router originates them */
+    uint64_t heartbeat_answers;        /* heartbeats answered (see
+                                          heartbeat_answer_interval_ms) */
 } smartbus_router_stats;
 
 /* Creates the router and binds its listeners (so the port is known).

@@ -210,9 +210,9 @@ int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out
         return SMARTBUS_ERR_ARGUMENT;
     }
     if (cfg->stall_timeout_ms < 0 || cfg->registration_timeout_ms < 0 ||
-        cfg->max_connections < 0) {
-        set_err(err, errlen, "stall_timeout_ms, registration_timeout_ms and max_connections "
-                "must not be negative (0 for the defaults)");
+        cfg->max_connections < 0 || cfg->heartbeat_answer_interval_ms < 0) {
+        set_err(err, errlen, "stall_timeout_ms, registration_timeout_ms, max_connections and "
+                "heartbeat_answer_interval_ms must not be negative (0 for the defaults)");
         return SMARTBUS_ERR_ARGUMENT;
     }
     /* what a registration can carry (the field less its terminator) */
@@ -252,6 +252,9 @@ int smartbus_router_new(const smartbus_router_config *cfg, smartbus_router **out
                                         : SMARTBUS_ROUTER_DEFAULT_STALL_TIMEOUT_MS;
     r->register_ms = cfg->registration_timeout_ms ? cfg->registration_timeout_ms
                                                   : SMARTBUS_ROUTER_DEFAULT_REGISTRATION_TIMEOUT_MS;
+    r->hb_answer_ms = cfg->heartbeat_answer_interval_ms
+                          ? cfg->heartbeat_answer_interval_ms
+                          : SMARTBUS_ROUTER_DEFAULT_HEARTBEAT_ANSWER_INTERVAL_MS;
     r->max_conns = (size_t)(cfg->max_connections ? cfg->max_connections
                                                  : SMARTBUS_ROUTER_DEFAULT_MAX_CONNECTIONS);
     r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -340,4 +343,5 @@ void smartbus_router_get_stats(smartbus_router *r, smartbus_router_stats *st)
     st->rejected_connections = sb_relaxed(&r->st.rejected_connections);
     st->protocol_errors = sb_relaxed(&r->st.protocol_errors);
     st->dropped_forged = sb_relaxed(&r->st.dropped_forged);
+    st->heartbeat_answers = sb_relaxed(&r->st.heartbeat_answers);
 }

@@ -84,6 +84,9 @@
  *    stays below 2 B.
  *  - Heartbeats of a congested client are not answered: it has at least
  *    B / 2 bytes coming, which keep its link alive as well (NET.md §5.4).
+ *    Nor is more than one heartbeat per connection per hb_answer_ms: any
+ *    byte keeps a link alive, and the answers of idle clients were most of
+ *    an idle router's system time.
  *  - The router's other packets (registration ack, global events) are
  *    queued within the budget, 2 B + RT_CONTROL_HEADROOM; a connection they
  *    would push past it is disconnected (stalled_disconnects).
@@ -163,6 +166,7 @@ typedef struct rt_peer {
     int64_t stall_ref;            /* congested since (ms) */
     int64_t drain_until;          /* draining: close at the latest then */
     int64_t register_by;          /* not registered: close at the latest then */
+    int64_t answer_heartbeat_at;  /* its heartbeats are answered from then on (ms) */
     rt_node deadline;             /* in r->registering (not registered) or r->draining */
     rt_node stall;                /* in r->stalls while congested */
     rt_node writer;               /* in r->to_write: bytes to write this turn */
@@ -198,6 +202,7 @@ struct smartbus_router {
     size_t max_out;               /* B: routed data bound, largest packet */
     size_t budget;                /* everything queued to one connection */
     int64_t stall_ms, register_ms;
+    int64_t hb_answer_ms;         /* at most one heartbeat answer per connection per */
     size_t max_conns;
     int spare_fd;                 /* given up to close newcomers when no fd is left */
 

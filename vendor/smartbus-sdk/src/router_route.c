@@ -74,15 +74,18 @@ static void send_global(smartbus_router *r, rt_peer *to, uint8_t cmd, const rt_p
 }
 
 /* cmd 5 -> cmd 6 with the payload echoed, src and dst swapped (NET.md §5.4);
- * not to a congested client (see router_internal.h) */
+ * not to a congested client, and at most once per hb_answer_ms (see
+ * router_internal.h) */
 static void answer_heartbeat(smartbus_router *r, rt_peer *c, const uint8_t *p, int32_t datalen)
 {
-    if (datalen > RT_HB_MAX_ECHO || c->congested) return;
+    ST_ADD(r, heartbeats, 1);
+    if (datalen > RT_HB_MAX_ECHO || c->congested || r->now < c->answer_heartbeat_at) return;
     size_t need = SBW_HEAD_SIZE + (size_t)datalen;
     uint8_t *q = control_room(r, c, need);
     if (!q) return;
     control_added(r, c, sbw_put_heartbeat_ack(q, need, p, datalen));
-    ST_ADD(r, heartbeats, 1);
+    c->answer_heartbeat_at = r->now + r->hb_answer_ms;
+    ST_ADD(r, heartbeat_answers, 1);
 }
 
 static void send_register_ack(smartbus_router *r, rt_peer *c, uint8_t type, uint8_t unit,
