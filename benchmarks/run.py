@@ -283,6 +283,7 @@ def report_threads(res):
 #: registered clients of the scale cases (8,192 = units 16..47 x 256 client ids)
 SCALE_CLIENTS = (2, 100, 1000, 8192)
 SCALE_PAIRS = 16
+HEARTBEAT_BYTES = 52           # what rtload's clients send (NET.md §5.4, builds A/B)
 #: the scale case stops (and says so) if the router grows beyond this
 SCALE_RSS_LIMIT_MB = 4096
 #: callgrind's scenarios: (payload bytes, packets per round, idle clients, messages)
@@ -291,13 +292,15 @@ CALLGRIND_CASES = ((64, 780, 0, 200000), (KB, 62, 0, 20000), (64, 1, 0, 20000),
 
 
 def build_router_tools(tmp):
-    """benchmarks/c/pump.c (plain C), rtload.c (with the SDK's codec) and
-    rtturn.c (with the router's sources, for callgrind)."""
+    """benchmarks/c/pump.c and hbfloor.c (plain C), rtload.c (with the SDK's
+    codec) and rtturn.c (with the router's sources, for callgrind)."""
     cc = os.environ.get("CC", "gcc")
     flags = ["-O2", "-g", "-std=c99", "-Wall", "-Wextra", "-pthread"]
     sdk = ["-DSMARTBUS_STATIC", "-I", os.path.join(SDK, "include"), "-I", os.path.join(SDK, "src")]
-    out = {name: os.path.join(tmp, name) for name in ("pump", "rtload", "rtturn")}
-    subprocess.check_call([cc] + flags + [os.path.join(HERE, "c", "pump.c"), "-o", out["pump"]])
+    out = {name: os.path.join(tmp, name) for name in ("pump", "hbfloor", "rtload", "rtturn")}
+    for plain in ("pump", "hbfloor"):
+        subprocess.check_call([cc] + flags + [os.path.join(HERE, "c", plain + ".c"),
+                                              "-o", out[plain]])
     subprocess.check_call([cc] + flags + sdk + [os.path.join(HERE, "c", "rtload.c"),
                                                 os.path.join(SDK, "src", "wire.c"),
                                                 "-o", out["rtload"]])
@@ -376,11 +379,13 @@ class RtLoad:
         self.p.wait()
 
 
-def scale_cases(exe, duration, clients, idle_s, rss_limit_mb):
+def scale_cases(exe, floor_exe, duration, clients, idle_s, rss_limit_mb):
     """The router with 2 .. 8,192 registered clients (rtload): one pair
     streaming 64 B messages while the others heartbeat once a second;
     then idle (heartbeats only): the router's CPU and RSS; at the first
-    stage with enough clients, SCALE_PAIRS pairs at once."""
+    stage with enough clients, SCALE_PAIRS pairs at once.  Then the floor
+    of the idle CPU at the largest stage (hbfloor: a wake-up and a read
+    per heartbeat, nothing else)."""
     router = worker("router", max_connections=max(clients) + 64)
     gen = None
     out = {"stages": [], "router_nofile": router.first.get("nofile")}
@@ -419,6 +424,11 @@ def scale_cases(exe, duration, clients, idle_s, rss_limit_mb):
         if gen is not None:
             gen.close()
         router.close()
+    if out["stages"] and "error" not in out:
+        log("idle floor: %d connections, a read per heartbeat..." % out["stages"][-1]["clients"])
+        out["floor"] = json.loads(subprocess.check_output(
+            [floor_exe, str(out["stages"][-1]["clients"]), "%g" % idle_s, str(HEARTBEAT_BYTES)],
+            text=True, timeout=idle_s + 120))
     return out
 
 
@@ -477,12 +487,17 @@ def router_rows(res, rows, targets):
             p = sc["pairs"]
             add("%d pairs at once, aggregate" % p["pairs"], fmt_rate(p["msgs_s"]),
                 "one pair", fmt_rate(p["one_pair_msgs_s"]), p["msgs_s"] / p["one_pair_msgs_s"])
+        floor = sc.get("floor")
         for st in stages:
             last = st["clients"] == SCALE_CLIENTS[-1]
+            if st is stages[-1] and floor:
+                ref = ("C epoll reader (floor)", "%.2f %%" % floor["cpu_pct"],
+                       st["idle_cpu_pct"] / floor["cpu_pct"] if floor["cpu_pct"] else None)
+            else:
+                ref = ("heartbeats/s", "%.0f" % (st["heartbeats"] / st["idle_s"]), None)
             add("router CPU, %s idle clients" % format(st["clients"], ","),
-                "%.2f %%" % st["idle_cpu_pct"], "heartbeats/s", "%.0f" % (st["heartbeats"] /
-                                                                          st["idle_s"]),
-                None, "< 5 %" if last else "", (st["idle_cpu_pct"] < 5) if last else None)
+                "%.2f %%" % st["idle_cpu_pct"], *ref,
+                "< 5 %" if last else "", (st["idle_cpu_pct"] < 5) if last else None)
             if last:
                 targets["idle_cpu_pct_8192"] = st["idle_cpu_pct"]
         if len(stages) > 1:
@@ -621,7 +636,7 @@ def main(argv=None):
             log("memory: %d messages to a stalled receiver..." % args.flood)
             res["memory"] = memory_case(exe["sbcount"], args.flood, args.stall_timeout)
         if on("scale"):
-            res["scale"] = scale_cases(tools["rtload"], D,
+            res["scale"] = scale_cases(tools["rtload"], tools["hbfloor"], D,
                                        [int(n) for n in args.clients.split(",") if n],
                                        args.idle, args.scale_rss_limit)
         if on("callgrind"):
