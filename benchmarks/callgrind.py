@@ -2,13 +2,16 @@
 behind the send and end-to-end rates of run.py (the machine may be busy;
 instruction counts do not care).
 
-    python benchmarks/callgrind.py send|e2e|e2e_batch|ping [--n N]
+    python benchmarks/callgrind.py send|noop|e2e|e2e_batch|ping [--n N]
 
 Each probe runs twice under ``valgrind --tool=callgrind`` in one process
 with a router on a thread (the whole process is counted: the Python loop,
 the binding, the SDK's I/O and callback threads, the router): with 0
-messages and with N; the difference divided by N is printed.
+messages and with N; the difference divided by N is printed, for the
+whole process and for its main thread (the one running the loop).
   send       N x send_data(64 B) from a NET client (to no receiver)
+  noop       the same loop over run.py's do-nothing Cython method (its
+             reference: the main thread's figures compare directly)
   e2e        N x 64 B from a NET client to an IPC client's on_data
   e2e_batch  the same to an IPC client that defines on_data_batch
   ping       N round trips: NET client -> IPC client -> answer -> on_data
@@ -24,8 +27,33 @@ import threading
 import time
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOOP_DIR_ENV = "SMARTBUS_NOOP_DIR"      # where main() built the do-nothing module
+
+
+def send_loop(send, n, unit, client, ctype, data):
+    """n calls in the loop of run.py's sender (worker.loop_send_data:
+    positional arguments from locals); -7 waits for the queue."""
+    for _ in range(n):
+        try:
+            send(1, 3, unit, client, ctype, data)
+        except Exception:                   # -7: the queue is full, let it drain
+            while True:
+                time.sleep(0.001)
+                try:
+                    send(1, 3, unit, client, ctype, data)
+                    break
+                except Exception:
+                    pass
+
+
 def probe(kind, n):
     """The measured program (run under valgrind by main)."""
+    if kind == "noop":
+        sys.path.insert(0, os.environ[NOOP_DIR_ENV])
+        import sbnoop
+        send_loop(sbnoop.Noop().send_data, n, 21, 1, 11, b"x" * 64)
+        return
     from smartbus.ipc import Client as Ipc
     from smartbus.net import Client
     from smartbus.server import Server
@@ -80,15 +108,8 @@ def probe(kind, n):
         if n:
             c.ping(3, 7, 3, data)
     else:
-        dst = (1, 3, 3, 7, 3) if receiver is not None else (1, 3, 21, 1, 11)
-        send = c.send_data
-        i = 0
-        while i < n:
-            try:
-                send(*dst, data)
-                i += 1
-            except Exception:               # -7: the queue is full, let it drain
-                time.sleep(0.001)
+        unit, client, ctype = (3, 7, 3) if receiver is not None else (21, 1, 11)
+        send_loop(c.send_data, n, unit, client, ctype, data)
     assert kind == "send" or n == 0 or done.wait(600)
     c.dispose()
     if receiver is not None:
@@ -97,33 +118,45 @@ def probe(kind, n):
     srv.stop()
 
 
-def count(kind, n):
-    """Instructions of one probe run under callgrind."""
+def count(kind, n, env):
+    """Instructions of one probe run under callgrind: (whole process, main
+    thread)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(tmp, "cg"),
+            ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+             "--callgrind-out-file=" + os.path.join(tmp, "cg"),
              sys.executable, __file__, "--probe", kind, "--n", str(n)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True).stdout
-    m = re.search(r"Collected : (\d+)", out)
-    if not m:
-        raise RuntimeError("no callgrind total in:\n" + out[-2000:])
-    return int(m.group(1))
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True,
+            env=env).stdout
+        m = re.search(r"Collected : (\d+)", out)
+        if not m:
+            raise RuntimeError("no callgrind total in:\n" + out[-2000:])
+        with open(os.path.join(tmp, "cg-01")) as f:      # thread 1: the main thread
+            main_thread = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
+    return int(m.group(1)), main_thread
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("kind", choices=("send", "e2e", "e2e_batch", "ping"))
+    ap.add_argument("kind", choices=("send", "noop", "e2e", "e2e_batch", "ping"))
     ap.add_argument("--n", type=int, default=None,
                     help="messages (default 100,000; 50,000 end to end; 2,000 pings)")
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    n = args.n if args.n is not None else {"send": 100000, "ping": 2000}.get(args.kind, 50000)
+    n = args.n if args.n is not None else {"send": 100000, "noop": 100000,
+                                           "ping": 2000}.get(args.kind, 50000)
     if args.probe:
         probe(args.kind, n)
         return 0
-    base, full = count(args.kind, 0), count(args.kind, n)
-    print("%s: %d messages: %d - %d instructions = %.0f per message"
-          % (args.kind, n, full, base, (full - base) / n))
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ)
+        if args.kind == "noop":
+            sys.path.insert(0, HERE)
+            from run import build_noop
+            env[NOOP_DIR_ENV] = build_noop(tmp)
+        (base, base_main), (full, full_main) = count(args.kind, 0, env), count(args.kind, n, env)
+    print("%s: %d messages: %d - %d instructions = %.0f per message (main thread: %.0f)"
+          % (args.kind, n, full, base, (full - base) / n, (full_main - base_main) / n))
     return 0
 
 
