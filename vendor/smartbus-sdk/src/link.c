@@ -438,7 +438,9 @@ int sb_link_received(smartbus_client *c, sb_link *k, size_t n, int64_t now, sb_s
     k->rbuf.len += n;
     k->last_rx_at = now;
     int rc = link_parse(c, k, now, w);
-    sb_sink_flush(w);                       /* let the callback thread take the batch */
+    /* the callback threads take the batch; inline sinks get it now (a
+     * callback cannot close a link: nothing here changes under us) */
+    sb_sink_deliver(w);
     return rc;
 }
 
