@@ -22,8 +22,10 @@
  * - The sink's callback thread delivers events to the application (sink.c);
  *   an inline sink's callback runs on the I/O thread itself, at the safe
  *   points where it calls sb_sink_deliver (right after each read, and
- *   after each turn's other work): what the callback sends on the client
- *   it got the events of is written right after it (sb_sendq_pump).
+ *   after each turn's other work): a ping the callback sends on the client
+ *   it got the events of is written from within the call (the direct-write
+ *   token is offered meanwhile), what else it sends right after the read
+ *   (sb_sendq_pump).
  *
  * The files, one job each; calls go one way only
  * (client -> engine -> link / sendq / flows, sendq -> link / flows,
@@ -149,7 +151,8 @@ static inline sbw_head sb_client_head(smartbus_client *c, int cmd, int cmdtype, 
 
 /* ---- the direct-write token -------------------------------------------------
  * Who may write to the active link's socket.  The I/O thread owns the
- * socket (DIRECT_OFF) except while it sleeps in poll(): just before, it
+ * socket (DIRECT_OFF) except while it sleeps in poll() (and while it runs
+ * the inline callbacks of a read's events, link.c): just before, it
  * offers the token (DIRECT_IDLE, sb_link_offer) when the active link is
  * registered and has nothing to write and the send queue is empty; right
  * after poll() it takes it back (sb_link_reclaim), waiting for a writer
