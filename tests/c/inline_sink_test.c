@@ -22,10 +22,10 @@
  * Built with ASan/UBSan and with -fsanitize=thread by tests/test_c_api.py.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "c_test.h"
-
 #include "smartbus.h"
 #include "smartbus_ext.h"
+
+#include "c_test.h"
 
 #define MESSAGES     20000
 #define PINGS        2000
@@ -55,23 +55,6 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
-}
-
-static smartbus_client *client(int unit, int client_id, smartbus_sink *sink)
-{
-    smartbus_client_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.kind = SMARTBUS_KIND_NET;
-    cfg.unit_id = unit;
-    cfg.client_id = client_id;
-    cfg.client_type = 11;
-    cfg.master_ip = "127.0.0.1";
-    cfg.master_port = port;
-    cfg.slave_port = 0xFFFF;
-    smartbus_client *c = NULL;
-    CHECK(smartbus_client_new(&cfg, sink, &c) == 0);
-    CHECK(smartbus_client_start(c) == 0);
-    return c;
 }
 
 static void *run_router(void *r)
@@ -124,9 +107,9 @@ static void start_y_while_x_is_freed(void)
     pthread_mutex_unlock(&lock);
     if (!wait_for(&freeing_x, 1)) FAIL("the main thread did not free X");
     sleep_ms(OVERLAP_MS);
-    y = client(UNIT_Y, 2, sink_a);
+    y = start_net_client(UNIT_Y, 2, port, sink_a);
     pthread_mutex_lock(&lock);
-    start_rc = 0;                 /* client() checked both calls */
+    start_rc = 0;                 /* start_net_client checked both calls */
 }
 
 /* phase 4, on the I/O thread: free Z's sink while its callback thread is
@@ -262,8 +245,8 @@ int main(void)
     sink_a = smartbus_sink_new_inline(on_a, NULL);
     smartbus_sink *sink_b = smartbus_sink_new_inline(on_b, NULL);
     CHECK(sink_a && sink_b);
-    smartbus_client *b = client(UNIT_B, 1, sink_b);
-    a = client(UNIT_A, 1, sink_a);
+    smartbus_client *b = start_net_client(UNIT_B, 1, port, sink_b);
+    a = start_net_client(UNIT_A, 1, port, sink_a);
     if (!wait_for(&a_connected, 1) || !wait_for(&b_connected, 1))
         FAIL("A and B did not register");
 
@@ -294,7 +277,7 @@ int main(void)
     /* 3. a client started from a callback while the main thread frees one */
     smartbus_sink *sink_x = smartbus_sink_new(on_threaded, NULL, 0);
     CHECK(sink_x != NULL);
-    smartbus_client *x = client(UNIT_X, 1, sink_x);
+    smartbus_client *x = start_net_client(UNIT_X, 1, port, sink_x);
     if (!wait_for(&other_connected, 1)) FAIL("X did not register");
     go(b, 3);
     if (!wait_for(&a_in_phase3, 1)) FAIL("A's callback did not start phase 3");
@@ -311,7 +294,7 @@ int main(void)
     static smartbus_client *z;
     sink_z = smartbus_sink_new(on_threaded, &z, 0);
     CHECK(sink_z != NULL);
-    z = client(UNIT_Z, 1, sink_z);
+    z = start_net_client(UNIT_Z, 1, port, sink_z);
     if (!wait_for(&other_connected, 2)) FAIL("Z did not register");
     unsigned char hello[1] = { 'z' };
     send_to(b, UNIT_Z, hello, 1);
@@ -334,7 +317,7 @@ int main(void)
     pthread_mutex_unlock(&lock);
     smartbus_sink *sink_w = smartbus_sink_new(on_threaded, NULL, 0);
     CHECK(sink_w != NULL);
-    smartbus_client *w = client(UNIT_W, 1, sink_w);
+    smartbus_client *w = start_net_client(UNIT_W, 1, port, sink_w);
     if (!wait_for(&other_connected, 3)) FAIL("W did not register");
     smartbus_client_free(w);
     smartbus_sink_free(sink_w, 5000);
