@@ -71,9 +71,10 @@ SMARTBUS_API smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg,
  * the one thread that serves every client's sockets, timers and
  * heartbeats.  The callback must be short and must not block: while it
  * runs no client of the process reads, writes or heartbeats.  In exchange
- * an event reaches it without waking a second thread, and what it sends on
- * the client it got the events of is written as soon as it returns (a
- * ping answered from the callback costs no thread hand-off at all).
+ * an event reaches it without waking a second thread; a ping it sends on
+ * the client it got the events of is written from within the call, and
+ * anything else it sends there as soon as it returns (a ping sent from
+ * the callback that got the previous answer costs no thread hand-off).
  * The contract of smartbus_batch_cb holds: batches of up to the same size
  * in arrival order, count 0 once after each read's events (when the I/O
  * thread is done with what it read), count -1 once at the end (from
@@ -82,8 +83,8 @@ SMARTBUS_API smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg,
  * From the callback every call of this API may be made: sends, pings,
  * invokes (queued and written right after it), smartbus_client_new /
  * _start, smartbus_client_free (returns at once, see there) and
- * smartbus_sink_free (never waits there).  NULL when cb is NULL or out of
- * memory. */
+ * smartbus_sink_free (never waits there); not fork().  NULL when cb is
+ * NULL or out of memory. */
 SMARTBUS_API smartbus_sink *smartbus_sink_new_inline(smartbus_batch_cb cb, void *arg);
 /* Stops the callback thread (after the batch in progress) and frees the
  * sink; undelivered events are discarded.  Free the sink's clients first.
@@ -128,11 +129,11 @@ SMARTBUS_API int smartbus_client_new(const smartbus_client_config *cfg, smartbus
 SMARTBUS_API int smartbus_client_start(smartbus_client *c);
 /* Closes the sockets, waits until the I/O thread has let go, frees.
  * From an inline callback (on the I/O thread, which cannot wait for
- * itself) it returns at once; events the client received before the
- * call may still be delivered in this turn of the I/O thread, none are
- * after it; the I/O thread lets go of the client
- * between two turns (what it had queued is still written, as after any
- * free) and frees it.  Do not use the pointer after the call.
+ * itself) it returns at once: events the client received before the call
+ * may still be delivered in this turn of the I/O thread, none after it;
+ * the I/O thread lets go of the client between two turns (what it had
+ * queued is still written, as after any free) and frees it.  Do not use
+ * the pointer after the call.
  * fork(): the child starts its own I/O thread with its first client; the
  * clients made before the fork belong to the parent: the child must not
  * use them (their sockets are closed in the child), and this leaves them
