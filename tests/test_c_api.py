@@ -187,6 +187,25 @@ def test_sink_free_waits_as_long_as_asked(tmp_path_factory, mode):
     assert "ERROR: AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
 
 
+def run_c_test_with(tmp_path_factory, name, sanitizer, *args, timeout=600):
+    """tests/c/<name>.c built with -fsanitize=<sanitizer> (skipped when the
+    runtime is missing) and run with args: returns its stdout, after
+    checking that it succeeded with a clean sanitizer report."""
+    flags = ["-fsanitize=" + sanitizer, "-fno-omit-frame-pointer", "-g", "-O1"]
+    out = tmp_path_factory.mktemp("cbin") / (name + "_" + sanitizer.split(",")[0])
+    src = os.path.join(TESTS_DIR, "c", name + ".c")
+    r = gcc(STRICT + flags + [src] + SOURCES + ["-o", str(out)], TESTS_DIR)
+    if sanitizer == "thread" and r.returncode != 0 and "tsan" in r.stderr:
+        pytest.skip("no ThreadSanitizer runtime: " + r.stderr[-200:])
+    assert r.returncode == 0, r.stderr
+    env = dict(sanitized_env(), TSAN_OPTIONS="halt_on_error=1")
+    r = subprocess.run([str(out)] + list(args), capture_output=True, text=True, env=env,
+                       timeout=timeout)
+    assert r.returncode == 0 and r.stdout.startswith("OK"), r.stdout + r.stderr
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+    return r.stdout
+
+
 @pytest.mark.parametrize("sanitizer", ["address,undefined", "thread"])
 def test_several_threads_send_on_one_client_from_c(tmp_path_factory, sanitizer):
     """tests/c/send_stress_test.c: 3 threads x 20,000 messages (data and
@@ -195,16 +214,22 @@ def test_several_threads_send_on_one_client_from_c(tmp_path_factory, sanitizer):
     every message arrives in its thread's order, every ping is answered;
     clean under ASan/UBSan and under ThreadSanitizer (the send queue's two
     halves and the direct-write token are data-race free)."""
-    flags = ["-fsanitize=" + sanitizer, "-fno-omit-frame-pointer", "-g", "-O1"]
-    out = tmp_path_factory.mktemp("cbin") / ("send_stress_" + sanitizer.split(",")[0])
-    src = os.path.join(TESTS_DIR, "c", "send_stress_test.c")
-    r = gcc(STRICT + flags + [src] + SOURCES + ["-o", str(out)], TESTS_DIR)
-    if sanitizer == "thread" and r.returncode != 0 and "tsan" in r.stderr:
-        pytest.skip("no ThreadSanitizer runtime: " + r.stderr[-200:])
-    assert r.returncode == 0, r.stderr
-    env = dict(sanitized_env(), TSAN_OPTIONS="halt_on_error=1")
-    r = subprocess.run([str(out), "20000"], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0 and r.stdout.startswith("OK "), r.stdout + r.stderr
-    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
-    assert int(r.stdout.split()[1]) > 0          # some pings were written directly
+    out = run_c_test_with(tmp_path_factory, "send_stress_test", sanitizer, "20000")
+    assert int(out.split()[1]) > 0          # some pings were written directly
+
+
+@pytest.mark.parametrize("sanitizer", ["address,undefined", "thread"])
+def test_inline_sink_callbacks_run_on_the_io_thread(tmp_path_factory, sanitizer):
+    """tests/c/inline_sink_test.c: an inline sink's callback runs on the I/O
+    thread (one thread for two sinks, not the caller's): 20,000 messages in
+    order, in batches of at most 256, a count-0 call after each read's
+    events only; 2,000 pings each sent from the callback that got the
+    previous answer; from a callback, smartbus_client_start while the main
+    thread waits in smartbus_client_free, and smartbus_sink_free(-1) of a
+    callback thread that waits in smartbus_client_free, neither deadlocks;
+    a callback frees its clients (the last ones: the I/O thread ends, the
+    next client gets a new one) and its own sink (count -1 after it).
+    Clean under ASan/UBSan (LeakSanitizer on) and ThreadSanitizer."""
+    assert run_c_test_with(tmp_path_factory, "inline_sink_test", sanitizer,
+                           timeout=120).strip() == "OK"
 

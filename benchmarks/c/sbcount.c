@@ -7,7 +7,10 @@
  * stop consuming events (memory case: the sink fills, the SDK stops reading
  * the socket, the router's queue for it fills).
  *
- * usage: sbcount PORT UNIT CLIENT_ID CLIENT_TYPE
+ * usage: sbcount PORT UNIT CLIENT_ID CLIENT_TYPE [inline]
+ * inline: the client's sink is an inline sink (smartbus_sink_new_inline):
+ * the callback runs on the SDK's I/O thread, a ping sent from it leaves
+ * in the same I/O turn (no callback thread woken on the way).
  * stdin, one command per line; one JSON line answers each:
  *   wait N TIMEOUT_S   until N data events were counted (or the timeout)
  *   reset              zero the counters
@@ -83,11 +86,12 @@ static void on_batch(void *arg, const smartbus_event *evs, int count)
 
 int main(int argc, char **argv)
 {
-    if (argc < 5) {
-        fprintf(stderr, "usage: %s PORT UNIT CLIENT_ID CLIENT_TYPE\n", argv[0]);
+    if (argc < 5 || (argc > 5 && strcmp(argv[5], "inline") != 0)) {
+        fprintf(stderr, "usage: %s PORT UNIT CLIENT_ID CLIENT_TYPE [inline]\n", argv[0]);
         return 2;
     }
-    smartbus_sink *sink = smartbus_sink_new(on_batch, NULL, 0);
+    smartbus_sink *sink = argc > 5 ? smartbus_sink_new_inline(on_batch, NULL)
+                                   : smartbus_sink_new(on_batch, NULL, 0);
     smartbus_client_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.kind = SMARTBUS_KIND_NET;

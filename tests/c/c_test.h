@@ -1,7 +1,8 @@
 /*
  * c_test.h - what the C test programs share: FAIL / CHECK, which report to
  * tests/test_c_api.py on stdout and exit, and a bounded wait for a counter
- * that the SDK's callback thread raises under `lock`.  Include after
+ * that the SDK's callback thread raises under `lock`, and (when
+ * smartbus_ext.h is included first) a started NET client.  Include after
  * defining _POSIX_C_SOURCE.
  */
 #ifndef C_TEST_H
@@ -56,5 +57,26 @@ static inline void report_connected_and_receive(int *received, const char *first
     pthread_mutex_unlock(&lock);
     CHECK(first_ok);
 }
+
+#ifdef SMARTBUS_EXT_H
+/* a started NET client (type 11, no slave link) of the router at 127.0.0.1:port */
+static inline smartbus_client *start_net_client(int unit, int client_id, int port,
+                                                smartbus_sink *sink)
+{
+    smartbus_client_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = SMARTBUS_KIND_NET;
+    cfg.unit_id = unit;
+    cfg.client_id = client_id;
+    cfg.client_type = 11;
+    cfg.master_ip = "127.0.0.1";
+    cfg.master_port = port;
+    cfg.slave_port = 0xFFFF;
+    smartbus_client *c = NULL;
+    CHECK(smartbus_client_new(&cfg, sink, &c) == 0);
+    CHECK(smartbus_client_start(c) == 0);
+    return c;
+}
+#endif
 
 #endif /* C_TEST_H */

@@ -13,12 +13,12 @@
  * pings>", or "FAIL <reason>" and exits 1.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "c_test.h"
-
 #include <errno.h>
 
 #include "smartbus.h"
 #include "smartbus_ext.h"
+
+#include "c_test.h"
 
 #define PRODUCERS   3
 #define PING_EVERY  50
@@ -93,23 +93,6 @@ static void *produce(void *arg)
     return NULL;
 }
 
-static smartbus_client *client(int unit, int port, smartbus_sink *sink)
-{
-    smartbus_client_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.kind = SMARTBUS_KIND_NET;
-    cfg.unit_id = unit;
-    cfg.client_id = 1;
-    cfg.client_type = 11;
-    cfg.master_ip = "127.0.0.1";
-    cfg.master_port = port;
-    cfg.slave_port = 0xFFFF;
-    smartbus_client *c = NULL;
-    CHECK(smartbus_client_new(&cfg, sink, &c) == 0);
-    CHECK(smartbus_client_start(c) == 0);
-    return c;
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1) per_thread = atoi(argv[1]);
@@ -124,8 +107,8 @@ int main(int argc, char **argv)
     smartbus_sink *sink_b = smartbus_sink_new(on_events, &received, 0);
     smartbus_sink *sink_a = smartbus_sink_new(on_events, NULL, 0);
     CHECK(sink_a && sink_b);
-    smartbus_client *b = client(21, smartbus_router_port(r), sink_b);
-    sender = client(20, smartbus_router_port(r), sink_a);
+    smartbus_client *b = start_net_client(21, 1, smartbus_router_port(r), sink_b);
+    sender = start_net_client(20, 1, smartbus_router_port(r), sink_a);
     if (!wait_for(&connected, 2)) FAIL("the clients did not register");
 
     pthread_t th[PRODUCERS];

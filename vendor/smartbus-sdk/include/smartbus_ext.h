@@ -6,9 +6,10 @@
  * directly.
  *
  * Threads: one I/O thread per process serves every client (all sockets,
- * timers, heartbeats, reconnects).  It never runs user code: it appends
- * events to the client's sink, and each sink has its own callback thread
- * that hands them to the user in batches.
+ * timers, heartbeats, reconnects).  It appends events to the client's
+ * sink, and each sink has its own callback thread that hands them to the
+ * user in batches; an inline sink (smartbus_sink_new_inline, C callers
+ * only) has none: the I/O thread runs its callback itself.
  */
 #ifndef SMARTBUS_EXT_H
 #define SMARTBUS_EXT_H
@@ -48,7 +49,8 @@ typedef struct smartbus_event {
     int text_len;
 } smartbus_event;
 
-/* Called on the sink's callback thread with up to `count` events; the
+/* Called on the sink's callback thread (an inline sink's: on the I/O
+ * thread) with up to `count` events; the
  * pointers inside the events are valid until the callback returns.  After
  * the last batch of a burst, when no event is queued any more, it is called
  * once with events = NULL and count = 0, before the thread sleeps: a caller
@@ -65,12 +67,34 @@ typedef struct smartbus_sink smartbus_sink;
  * sockets of this sink's clients (back-pressure); 0 = default (32 MiB). */
 SMARTBUS_API smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg,
                                               size_t max_queued_bytes);
+/* An inline sink: its callback runs on the process's single I/O thread,
+ * the one thread that serves every client's sockets, timers and
+ * heartbeats.  The callback must be short and must not block: while it
+ * runs no client of the process reads, writes or heartbeats.  In exchange
+ * an event reaches it without waking a second thread; a ping it sends on
+ * the client it got the events of is written from within the call, and
+ * anything else it sends there as soon as it returns (a ping sent from
+ * the callback that got the previous answer costs no thread hand-off).
+ * The contract of smartbus_batch_cb holds: batches of up to the same size
+ * in arrival order, count 0 once after each read's events (when the I/O
+ * thread is done with what it read), count -1 once at the end (from
+ * smartbus_sink_free).  Nothing queues up: each read is delivered before
+ * the next one (back-pressure is the callback's own time).
+ * From the callback every call of this API may be made: sends, pings,
+ * invokes (queued and written right after it), smartbus_client_new /
+ * _start, smartbus_client_free (returns at once, see there) and
+ * smartbus_sink_free (never waits there); not fork().  NULL when cb is
+ * NULL or out of memory. */
+SMARTBUS_API smartbus_sink *smartbus_sink_new_inline(smartbus_batch_cb cb, void *arg);
 /* Stops the callback thread (after the batch in progress) and frees the
  * sink; undelivered events are discarded.  Free the sink's clients first.
  * Safe to call from the sink's own callback: the thread then ends itself.
  * Waits at most timeout_ms for a callback in progress (then leaks the
- * thread rather than hang); < 0 waits forever.  In the child of a fork(),
- * a sink made before the fork never runs and this leaves it alone. */
+ * thread rather than hang); < 0 waits forever.  Called from an inline
+ * callback (on the I/O thread) it never waits: a callback in progress
+ * (this sink's own, or its thread's) ends first and its sink is freed
+ * after it.  In the child of a fork(), a sink made before the fork never
+ * runs and this leaves it alone. */
 SMARTBUS_API void smartbus_sink_free(smartbus_sink *sink, int timeout_ms);
 /* Events queued and not yet delivered (bytes). */
 SMARTBUS_API size_t smartbus_sink_pending(smartbus_sink *sink);
@@ -104,6 +128,12 @@ SMARTBUS_API int smartbus_client_new(const smartbus_client_config *cfg, smartbus
 /* Starts connecting (returns at once); reconnects by itself afterwards. */
 SMARTBUS_API int smartbus_client_start(smartbus_client *c);
 /* Closes the sockets, waits until the I/O thread has let go, frees.
+ * From an inline callback (on the I/O thread, which cannot wait for
+ * itself) it returns at once: events the client received before the call
+ * may still be delivered in this turn of the I/O thread, none after it;
+ * the I/O thread lets go of the client between two turns (what it had
+ * queued is still written, as after any free) and frees it.  Do not use
+ * the pointer after the call.
  * fork(): the child starts its own I/O thread with its first client; the
  * clients made before the fork belong to the parent: the child must not
  * use them (their sockets are closed in the child), and this leaves them

@@ -83,7 +83,12 @@ int smartbus_client_new(const smartbus_client_config *cfg, smartbus_sink *sink,
 void smartbus_client_free(smartbus_client *c)
 {
     if (!c) return;
-    if (sb_engine_detach(c) != 0) return;     /* the parent's (fork): leaked */
+    /* the parent's (fork): leaked; or freed later by the I/O thread */
+    if (sb_engine_detach(c) == 0) sb_client_destroy(c);
+}
+
+void sb_client_destroy(smartbus_client *c)
+{
     for (int i = 0; i < 2; i++) {
         sb_buf_free(&c->links[i].rbuf);
         sb_buf_free(&c->links[i].wbuf);

@@ -19,11 +19,18 @@
  *   packet, answers pings, heartbeats and global-connect events itself
  *   (link.c), settles pending flows (flows.c), and appends the events for
  *   the application to the client's sink (one sink lock per burst).
- * - The sink's callback thread delivers events to the application (sink.c).
+ * - The sink's callback thread delivers events to the application (sink.c);
+ *   an inline sink's callback runs on the I/O thread itself, at the safe
+ *   points where it calls sb_sink_deliver (right after each read, and
+ *   after each turn's other work): a ping the callback sends on the client
+ *   it got the events of is written from within the call (the direct-write
+ *   token is offered meanwhile), what else it sends right after the read
+ *   (sb_sendq_pump).
  *
  * The files, one job each; calls go one way only
  * (client -> engine -> link / sendq / flows, sendq -> link / flows,
- * link -> flows):
+ * link -> flows), but for sb_client_destroy (engine -> client: a client
+ * freed from an inline callback is freed by the I/O thread):
  *   client.c  a client's life: configuration checks, new, free, getters
  *   engine.c  the I/O thread and the engine's life (attach, detach)
  *   link.c    one link: connect, register, heartbeat, read, parse, answer, write
@@ -92,6 +99,8 @@ struct smartbus_client {
     int ap_unit;                /* atomic */
     int registered;             /* registered links (atomic) */
     int started, closing, detached;   /* under sb_io_engine.lock */
+    int reap;                   /* freed from an inline callback: the I/O thread frees it
+                                   once let go (under sb_io_engine.lock) */
     unsigned epoch;             /* sb_io_engine.epoch when started */
 
     pthread_mutex_t lock;       /* the producers' lock: the half being filled, flows, stats */
@@ -142,7 +151,8 @@ static inline sbw_head sb_client_head(smartbus_client *c, int cmd, int cmdtype, 
 
 /* ---- the direct-write token -------------------------------------------------
  * Who may write to the active link's socket.  The I/O thread owns the
- * socket (DIRECT_OFF) except while it sleeps in poll(): just before, it
+ * socket (DIRECT_OFF) except while it sleeps in poll() (and while it runs
+ * the inline callbacks of a read's events, link.c): just before, it
  * offers the token (DIRECT_IDLE, sb_link_offer) when the active link is
  * registered and has nothing to write and the send queue is empty; right
  * after poll() it takes it back (sb_link_reclaim), waiting for a writer
@@ -203,10 +213,15 @@ static inline void sb_engine_wake_sleeper(void)
 
 /* Lets go of a started client: the I/O thread closes its links (after the
  * linger time) and forgets it; stops the thread after the last client.
- * Nothing to do for a client that was never started.  Returns -1, doing
- * nothing, for a client started before a fork() in this process's
- * parent: its I/O thread stayed there, and its memory must be leaked. */
+ * Nothing to do for a client that was never started.  Returns 0 when the
+ * caller frees the client; -1, doing nothing, for a client started before
+ * a fork() in this process's parent: its I/O thread stayed there, and its
+ * memory must be leaked; 1 on the I/O thread itself (an inline callback):
+ * the thread cannot wait for itself, so it frees the client once it has
+ * let go of it (sb_client_destroy). */
 SB_HIDDEN int  sb_engine_detach(smartbus_client *c);
+/* frees the memory of a client the engine has let go of (client.c) */
+SB_HIDDEN void sb_client_destroy(smartbus_client *c);
 
 /* ---- links (link.c; I/O thread) -------------------------------------------- */
 

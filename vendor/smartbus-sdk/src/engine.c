@@ -28,6 +28,21 @@ sb_engine sb_io_engine = {
     .waker = { -1, -1 }
 };
 
+/* marks the I/O thread (sb_on_io_thread) */
+static pthread_key_t io_thread_key;
+static pthread_once_t io_thread_key_once = PTHREAD_ONCE_INIT;
+
+static void make_io_thread_key(void)
+{
+    pthread_key_create(&io_thread_key, NULL);
+}
+
+int sb_on_io_thread(void)
+{
+    pthread_once(&io_thread_key_once, make_io_thread_key);
+    return pthread_getspecific(io_thread_key) != NULL;
+}
+
 /* the resume hook handed to sinks: a paused sink has room again */
 static void wake_io_thread(void *waker)
 {
@@ -78,7 +93,9 @@ static int client_lingers(smartbus_client *c, int64_t now)
     return sb_sendq_count(c) > 0 || c->links[c->active].wbuf.len > 0;
 }
 
-/* adopts new clients, lets go of closing ones; 1 when asked to stop */
+/* Adopts new clients, lets go of closing ones; 1 when the thread ends:
+ * asked to stop, or it let go of the last client itself (freed from an
+ * inline callback: nobody waits to join it, so it detaches itself). */
 static int io_update_lists(void)
 {
     pthread_mutex_lock(&sb_io_engine.lock);
@@ -97,19 +114,35 @@ static int io_update_lists(void)
             c->links[i].next_connect_at = now;
         }
     }
+    smartbus_client *reaped = NULL;
     for (smartbus_client **pp = &sb_io_engine.live; *pp;) {
         smartbus_client *c = *pp;
         if (c->closing && !client_lingers(c, now)) {
             *pp = c->next;
             sb_link_close_all(c);
             c->detached = 1;
+            if (c->reap) {                /* freed on this thread: nobody waits */
+                sb_io_engine.nclients--;
+                c->next = reaped;
+                reaped = c;
+            }
             pthread_cond_broadcast(&sb_io_engine.cond);
         } else {
             pp = &c->next;
         }
     }
+    int ends = reaped && sb_io_engine.nclients == 0;
+    if (ends) {
+        sb_io_engine.running = 0;     /* the next client starts a new thread */
+        pthread_detach(pthread_self());
+    }
     pthread_mutex_unlock(&sb_io_engine.lock);
-    return 0;
+    while (reaped) {
+        smartbus_client *c = reaped;
+        reaped = c->next;
+        sb_client_destroy(c);
+    }
+    return ends;
 }
 
 static void *io_thread(void *arg)
@@ -121,6 +154,8 @@ static void *io_thread(void *arg)
     memset(&w, 0, sizeof w);
     w.resume = wake_io_thread;            /* a sink we pause calls it once drained */
     w.resume_arg = &sb_io_engine.waker;
+    pthread_once(&io_thread_key_once, make_io_thread_key);
+    pthread_setspecific(io_thread_key, &sb_io_engine);
     while (!io_update_lists()) {
         int64_t now = sb_now_ms();
         int timeout = IDLE_POLL_MS;
@@ -149,7 +184,7 @@ static void *io_thread(void *arg)
                 if (ev) pollset_add(&ps, k->fd, ev, c, k);
             }
         }
-        sb_sink_flush(&w);
+        sb_sink_deliver(&w);              /* what inline callbacks send stops the sleep */
 
         /* sleep unless an application thread queued data meanwhile (see
          * sb_engine_wake_sleeper) */
@@ -178,10 +213,14 @@ static void *io_thread(void *arg)
             if (k->state == LINK_CONNECTING) {
                 sb_link_connect_done(c, k, now, &w);
             } else {
+                w.delivered = 0;
                 if (re & (POLLIN | POLLHUP | POLLERR)) sb_link_read(c, k, now, &w);
+                /* inline callbacks ran (each read is delivered at once): what
+                 * they sent on this client is written now, in this turn */
+                if (w.delivered) sb_sendq_pump(c, now, &w);
                 if (k->fd >= 0 && (re & POLLOUT)) sb_link_write(c, k, now, &w);
             }
-            sb_sink_flush(&w);
+            sb_sink_deliver(&w);
         }
     }
     free(ps.fds);
@@ -248,10 +287,14 @@ static void watch_forks(void)
 static int engine_attach(smartbus_client *c)
 {
     pthread_once(&fork_watch, watch_forks);
-    pthread_mutex_lock(&sb_io_engine.life);
+    /* From an inline callback the engine runs (this is its thread, and it
+     * ends only between turns), and `life` may be held by a thread that
+     * waits for this one (sb_engine_detach): not taken. */
+    int own_thread = sb_on_io_thread();
+    if (!own_thread) pthread_mutex_lock(&sb_io_engine.life);
     if (!sb_io_engine.waker_ok) {
         if (sb_waker_open(&sb_io_engine.waker) != 0) {
-            pthread_mutex_unlock(&sb_io_engine.life);
+            if (!own_thread) pthread_mutex_unlock(&sb_io_engine.life);
             return SMARTBUS_ERR_OTHER;
         }
         sb_store(&sb_io_engine.waker_ok, 1);
@@ -278,7 +321,7 @@ static int engine_attach(smartbus_client *c)
         pthread_mutex_unlock(&sb_io_engine.lock);
         rc = SMARTBUS_ERR_OTHER;
     }
-    pthread_mutex_unlock(&sb_io_engine.life);
+    if (!own_thread) pthread_mutex_unlock(&sb_io_engine.life);
     sb_engine_wake();
     return rc;
 }
@@ -291,6 +334,18 @@ int sb_engine_detach(smartbus_client *c)
     pthread_mutex_unlock(&sb_io_engine.lock);
     if (inherited) return -1;
     if (!started) return 0;
+    if (sb_on_io_thread()) {
+        /* from an inline callback: the thread cannot wait for itself; it
+         * lets go of the client between turns (after the linger) and frees
+         * it; no event of it is delivered any more */
+        pthread_mutex_lock(&sb_io_engine.lock);
+        c->closing = 1;
+        c->reap = 1;
+        pthread_mutex_unlock(&sb_io_engine.lock);
+        c->sink = sb_sink_discard();
+        sb_engine_wake();
+        return 1;
+    }
     pthread_mutex_lock(&sb_io_engine.life);
     pthread_mutex_lock(&sb_io_engine.lock);
     c->closing = 1;

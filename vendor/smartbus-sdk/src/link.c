@@ -433,13 +433,36 @@ static int link_parse(smartbus_client *c, sb_link *k, int64_t now, sb_sink_write
     return 0;
 }
 
-int sb_link_received(smartbus_client *c, sb_link *k, size_t n, int64_t now, sb_sink_writer *w)
+/* sb_link_received; on_socket: the bytes came from k's socket (not the
+ * fuzz target's), and then
+ * - what the parse queued for the server (ping answers: the asker waits
+ *   for them) is written before the events are handed over, not after
+ *   their callback thread was woken;
+ * - while inline callbacks run, the direct-write token of the link is
+ *   offered as when the thread sleeps (it touches no socket meanwhile): a
+ *   ping the callback sends leaves from within the call (measured: about
+ *   2 us sooner than queueing it for the write after the read) */
+static int link_received(smartbus_client *c, sb_link *k, size_t n, int64_t now,
+                         sb_sink_writer *w, int on_socket)
 {
+    size_t queued = k->wbuf.len;
     k->rbuf.len += n;
     k->last_rx_at = now;
     int rc = link_parse(c, k, now, w);
-    sb_sink_flush(w);                       /* let the callback thread take the batch */
+    if (on_socket && rc == 0 && k->wbuf.len > queued) rc = sb_link_write(c, k, now, w);
+    /* the callback threads take the batch; inline sinks get it now (a
+     * callback cannot close a link: nothing here changes under us) */
+    sb_sink_flush(w);
+    int offer = on_socket && rc == 0 && w->ready;
+    if (offer) sb_link_offer(c);
+    sb_sink_deliver(w);
+    if (offer) sb_link_reclaim(c);
     return rc;
+}
+
+int sb_link_received(smartbus_client *c, sb_link *k, size_t n, int64_t now, sb_sink_writer *w)
+{
+    return link_received(c, k, n, now, w, 0);
 }
 
 void sb_link_read(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w)
@@ -455,7 +478,7 @@ void sb_link_read(smartbus_client *c, sb_link *k, int64_t now, sb_sink_writer *w
         size_t room = b->cap - b->len;
         ssize_t n = recv(k->fd, b->p + b->len, room, 0);
         if (n > 0) {
-            if (sb_link_received(c, k, (size_t)n, now, w) < 0 || (size_t)n < room)
+            if (link_received(c, k, (size_t)n, now, w, 1) < 0 || (size_t)n < room)
                 return;                     /* closed, or drained */
         } else if (n == 0) {
             link_broken(c, k, now, w, "closed by the server");

@@ -90,9 +90,24 @@ typedef struct sb_sink_writer {
     int signal;
     sb_resume_fn resume;          /* handed to every sink this writer pauses */
     void *resume_arg;
+    smartbus_sink *ready, *ready_last;   /* inline sinks with events to deliver */
+    int delivered;                /* inline sinks delivered (sb_sink_deliver adds) */
 } sb_sink_writer;
 SB_HIDDEN void sb_sink_put(sb_sink_writer *w, smartbus_sink *sink, const sb_evin *ev);
+/* Ends a burst of appends: unlocks, wakes the callback threads. */
 SB_HIDDEN void sb_sink_flush(sb_sink_writer *w);
+/* sb_sink_flush, then the callbacks of the inline sinks that got events, on
+ * the calling (I/O) thread; returns how many.  Only where the I/O thread
+ * holds no lock and no link is half-way through an operation: a callback
+ * may call the API (send, free clients and sinks, start clients). */
+SB_HIDDEN int  sb_sink_deliver(sb_sink_writer *w);
+/* An inline sink that drops every event: a client freed from an inline
+ * callback is switched to it while the I/O thread lets go of it (the
+ * application may free its real sink at once). */
+SB_HIDDEN smartbus_sink *sb_sink_discard(void);
+/* 1 on the engine's I/O thread (engine.c): calls that would wait for it
+ * must not wait there. */
+SB_HIDDEN int  sb_on_io_thread(void);
 /* Non-zero when the sink holds more than its bound: stop reading.  Marks the
  * sink paused and hands it the writer's resume hook, which its callback
  * thread calls once it has taken the events. */

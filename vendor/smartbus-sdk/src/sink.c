@@ -14,6 +14,13 @@
  * (TCP back-pressure instead of unbounded memory) and called the resume
  * hook the I/O thread handed it.
  *
+ * Inline sinks (smartbus_sink_new_inline) have no thread: the I/O thread
+ * fills their buffer the same way, then at its next safe point (right after
+ * each read, and after each turn's other work: sb_sink_deliver) decodes it
+ * and calls the callback itself, then the count-0 call.  Nothing queues up
+ * (each read is delivered before the next one) and no thread is woken.
+ * The discard sink (sb_sink_discard) is an inline sink that drops events.
+ *
  * fork(): a sink's callback thread stays in the parent.  In the child the
  * sink never runs, and smartbus_sink_free() leaks it (its lock may have
  * been copied held).
@@ -56,7 +63,11 @@ struct smartbus_sink {
     void *resume_arg;
     int stop, done, orphaned;
     unsigned epoch;              /* sink_epoch when made */
-    pthread_t thread;
+    pthread_t thread;            /* the callback thread (not for inline sinks) */
+    int on_io_thread;            /* inline: the I/O thread calls cb; no thread */
+    int delivering;              /* inline: the I/O thread is in cb (under lock) */
+    int ready;                   /* inline: on a writer's ready list (under lock) */
+    smartbus_sink *ready_next;
     smartbus_batch_cb cb;
     void *arg;
 };
@@ -132,11 +143,27 @@ void sb_sink_put(sb_sink_writer *w, smartbus_sink *s, const sb_evin *ev)
     __atomic_store_n(&s->queued, s->back.len, __ATOMIC_RELAXED);
 }
 
+/* an inline sink that got its first events since its last delivery joins
+ * the writer's ready list (in the order of their first events); lock held */
+static void sink_make_ready(sb_sink_writer *w, smartbus_sink *s)
+{
+    if (s->ready) return;                 /* an event was dropped: still listed */
+    s->ready = 1;
+    s->ready_next = NULL;
+    if (w->ready_last) w->ready_last->ready_next = s;
+    else w->ready = s;
+    w->ready_last = s;
+}
+
 void sb_sink_flush(sb_sink_writer *w)
 {
-    if (w->sink && w->locked) {
-        if (w->signal) pthread_cond_signal(&w->sink->cond);
-        pthread_mutex_unlock(&w->sink->lock);
+    smartbus_sink *s = w->sink;
+    if (s && w->locked) {
+        if (w->signal) {
+            if (s->on_io_thread) sink_make_ready(w, s);
+            else pthread_cond_signal(&s->cond);
+        }
+        pthread_mutex_unlock(&s->lock);
     }
     w->locked = 0;
     w->signal = 0;
@@ -164,7 +191,8 @@ size_t smartbus_sink_pending(smartbus_sink *s)
     return __atomic_load_n(&s->queued, __ATOMIC_RELAXED);
 }
 
-/* frees a sink whose callback thread has ended (or never started) */
+/* frees a sink whose callback thread has ended (or never started), or an
+ * inline sink whose callback is not running */
 static void sink_destroy(smartbus_sink *s)
 {
     pthread_mutex_destroy(&s->lock);
@@ -215,6 +243,77 @@ static void deliver(smartbus_sink *s, sb_buf *buf)
     if (n) s->cb(s->arg, evs, n);
 }
 
+/* the end of an inline sink: its last call, then it is freed */
+static void inline_sink_end(smartbus_sink *s)
+{
+    s->cb(s->arg, NULL, -1);
+    sink_destroy(s);
+}
+
+/* I/O thread: one inline sink's events, then the count-0 call (none once
+ * it is being freed: undelivered events are discarded) */
+static void inline_sink_deliver(smartbus_sink *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->ready = 0;
+    int live = !s->stop;
+    if (live) {
+        /* a thread freeing it waits while `delivering`: s stays ours */
+        s->delivering = 1;
+        sb_buf_swap(&s->back, &s->front);
+        __atomic_store_n(&s->queued, 0, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&s->lock);
+        deliver(s, &s->front);
+        s->front.len = 0;
+        sb_buf_trim(&s->front, SINK_KEEP_CAPACITY);
+        if (!__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) s->cb(s->arg, NULL, 0);
+        pthread_mutex_lock(&s->lock);
+        s->delivering = 0;
+    }
+    /* freed from a callback (or given up on by a waiting thread): ours to
+     * end; else a thread that waits for the callback may free it as soon as
+     * the lock is released */
+    int orphaned = s->orphaned;
+    pthread_cond_broadcast(&s->done_cond);
+    pthread_mutex_unlock(&s->lock);
+    if (orphaned) inline_sink_end(s);
+}
+
+int sb_sink_deliver(sb_sink_writer *w)
+{
+    sb_sink_flush(w);
+    int n = 0;
+    while (w->ready) {
+        smartbus_sink *s = w->ready;
+        w->ready = s->ready_next;
+        if (!w->ready) w->ready_last = NULL;
+        inline_sink_deliver(s);
+        n++;
+    }
+    w->delivered += n;
+    return n;
+}
+
+static void discard_events(void *arg, const smartbus_event *events, int count)
+{
+    (void)arg;
+    (void)events;
+    (void)count;
+}
+
+/* never freed; its buffers stay reachable (and bounded: each delivery
+ * empties them) */
+static smartbus_sink discard_sink = {
+    .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+    .done_cond = PTHREAD_COND_INITIALIZER, .max_bytes = SIZE_MAX, .on_io_thread = 1,
+    .cb = discard_events
+};
+
+smartbus_sink *sb_sink_discard(void)
+{
+    return &discard_sink;
+}
+
 static void *sink_thread(void *arg)
 {
     smartbus_sink *s = arg;
@@ -262,7 +361,8 @@ static void *sink_thread(void *arg)
     return NULL;
 }
 
-smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_queued_bytes)
+/* a sink with its lock and condition variables, no thread yet */
+static smartbus_sink *sink_alloc(smartbus_batch_cb cb, void *arg, size_t max_bytes)
 {
     if (!cb) return NULL;
     pthread_once(&fork_watch, watch_forks);
@@ -271,15 +371,36 @@ smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_que
     s->epoch = sink_epoch;
     s->cb = cb;
     s->arg = arg;
-    s->max_bytes = max_queued_bytes ? max_queued_bytes : SINK_DEFAULT_MAX;
+    s->max_bytes = max_bytes;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     sb_cond_init_timed(&s->done_cond);
-    if (pthread_create(&s->thread, NULL, sink_thread, s) != 0) {
+    return s;
+}
+
+smartbus_sink *smartbus_sink_new(smartbus_batch_cb cb, void *arg, size_t max_queued_bytes)
+{
+    smartbus_sink *s = sink_alloc(cb, arg, max_queued_bytes ? max_queued_bytes
+                                                            : SINK_DEFAULT_MAX);
+    if (s && pthread_create(&s->thread, NULL, sink_thread, s) != 0) {
         sink_destroy(s);
         return NULL;
     }
     return s;
+}
+
+smartbus_sink *smartbus_sink_new_inline(smartbus_batch_cb cb, void *arg)
+{
+    /* never full: each read is delivered before the next one */
+    smartbus_sink *s = sink_alloc(cb, arg, SIZE_MAX);
+    if (s) s->on_io_thread = 1;
+    return s;
+}
+
+/* s->lock held: a callback of s runs (or, inline, is due) */
+static int sink_busy(smartbus_sink *s)
+{
+    return s->on_io_thread ? s->delivering || s->ready : !s->done;
 }
 
 void smartbus_sink_free(smartbus_sink *s, int timeout_ms)
@@ -288,29 +409,38 @@ void smartbus_sink_free(smartbus_sink *s, int timeout_ms)
     pthread_mutex_lock(&s->lock);
     __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
     pthread_cond_signal(&s->cond);
-    if (pthread_equal(pthread_self(), s->thread)) {
-        /* called from a callback: the thread frees the sink on its way out */
-        s->orphaned = 1;
+    if (sb_on_io_thread() || (!s->on_io_thread && pthread_equal(pthread_self(), s->thread))) {
+        /* called from a callback: never wait (for itself, or for a callback
+         * thread that may be waiting for the I/O thread); the last one out
+         * frees the sink */
+        int busy = sink_busy(s);       /* always, for a callback thread: it ends now */
+        if (busy) s->orphaned = 1;
         pthread_mutex_unlock(&s->lock);
-        pthread_detach(s->thread);
+        if (!s->on_io_thread) pthread_detach(s->thread);
+        else if (!busy) inline_sink_end(s);
         return;
     }
     int64_t deadline = sb_now_ms() + timeout_ms;
-    while (!s->done) {
+    while (sink_busy(s)) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&s->done_cond, &s->lock);
         } else if (sb_cond_wait_until(&s->done_cond, &s->lock, deadline) == ETIMEDOUT) {
             break;
         }
     }
-    if (!s->done) {
-        sb_trace("sink: callback thread still busy after %d ms, detached", timeout_ms);
+    if (sink_busy(s)) {
+        sb_trace("sink: callback still busy after %d ms, %s", timeout_ms,
+                 s->on_io_thread ? "left to the I/O thread" : "detached");
         s->orphaned = 1;
         pthread_mutex_unlock(&s->lock);
-        pthread_detach(s->thread);
+        if (!s->on_io_thread) pthread_detach(s->thread);
         return;
     }
     pthread_mutex_unlock(&s->lock);
+    if (s->on_io_thread) {
+        inline_sink_end(s);
+        return;
+    }
     pthread_join(s->thread, NULL);
     sink_destroy(s);
 }
