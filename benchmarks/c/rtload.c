@@ -1,8 +1,7 @@
 /*
  * rtload.c - the load generator of the router's scale cases: many
- * registered SmartBus clients on raw sockets, from one thread.  Client i is
- * NET unit 16 + i / 256, client id i % 256, type 11 (so 8,192 clients fill
- * units 16..47), registered with the SDK's codec (wire.c).  Every client
+ * registered SmartBus clients on raw sockets, from one thread (numbered as
+ * rtclients.h says), registered with the SDK's codec (wire.c).  Every client
  * reads and discards what the router sends (frames walked, acks and
  * heartbeat answers counted); while a command runs, each idle client sends
  * a heartbeat once a second, the N clients' phases spread evenly over the
@@ -31,10 +30,8 @@
 #include <time.h>
 
 #include "loopback.h"
-#include "smartbus_wire.h"
+#include "rtclients.h"
 
-#define MAX_CLIENTS   (32 * 256)      /* units 16..47 x ids 0..255 */
-#define CLIENT_TYPE   11
 #define REG_WINDOW    64              /* registrations in flight: below the router's backlog */
 #define READ_SIZE     (256 << 10)
 #define SEND_CHUNK    (64 << 10)      /* a sender's pre-encoded packets */
@@ -61,7 +58,7 @@ typedef struct conn {
     size_t buflen, frame;
 } conn;
 
-static conn conns[MAX_CLIENTS];
+static conn conns[RT_MAX_CLIENTS];
 static int nconns, nregistered, epfd, port;
 static uint64_t heartbeats, answers, hb_dropped;
 static uint8_t rbuf[READ_SIZE];
@@ -85,13 +82,6 @@ static void watch(int i, unsigned events)
     if (epoll_ctl(epfd, EPOLL_CTL_MOD, conns[i].fd, &ev) != 0) die("epoll_ctl");
 }
 
-static sbw_head head_of(int i, uint8_t cmd, uint8_t cmdtype)
-{
-    sbw_head h = { .cmd = cmd, .cmdtype = cmdtype, .src_type = CLIENT_TYPE,
-                   .src_unit = (uint8_t)(16 + i / 256), .src_client = (uint8_t)(i % 256) };
-    return h;
-}
-
 /* a whole small packet, or it is dropped (counted): only idle clients'
  * heartbeats go this way and their sockets are empty */
 static void send_small(int i, const uint8_t *p, size_t n)
@@ -107,15 +97,9 @@ static int connect_one(void)
     memset(c, 0, sizeof *c);
     c->fd = fd;
     static uint8_t pkt[SBW_REG_NET_A_SIZE];
-    sbw_register reg;
-    memset(&reg, 0, sizeof reg);
-    reg.layout = SBW_REG_NET_A;
-    reg.client_type = CLIENT_TYPE;
-    reg.unit_id = (uint8_t)(16 + i / 256);
-    reg.client_id = (uint8_t)(i % 256);
-    reg.ap_unit = -1;
-    snprintf(reg.info, sizeof reg.info, "rtload %d", i);
-    int n = sbw_put_register(pkt, sizeof pkt, &reg);
+    char info[32];
+    snprintf(info, sizeof info, "rtload %d", i);
+    int n = rt_registration(pkt, i, info);
     if (n <= 0 || send(fd, pkt, (size_t)n, MSG_NOSIGNAL) != n) die("register");
     struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl");
@@ -201,7 +185,7 @@ static void heartbeat_due(double t)
         int i = (int)(hb_done % (uint64_t)nconns);
         if (conns[i].role != IDLE || !conns[i].registered) continue;
         uint8_t pkt[SBW_HB_OLD_SIZE];
-        sbw_head h = head_of(i, SMARTBUS_CMD_HEARTBEAT, SMARTBUS_CMDTYPE_INTERNAL);
+        sbw_head h = rt_head(i, -1, SMARTBUS_CMD_HEARTBEAT, SMARTBUS_CMDTYPE_INTERNAL);
         sbw_heartbeat hb = { .layout = SBW_HB_OLD, .counter = (int64_t)(hb_done / nconns) };
         int n = sbw_put_heartbeat(pkt, sizeof pkt, &h, &hb);
         send_small(i, pkt, (size_t)n);
@@ -233,7 +217,7 @@ static void turn(int beat, int stopping)
 
 static void cmd_connect(int n)
 {
-    if (n > MAX_CLIENTS) n = MAX_CLIENTS;
+    if (n > RT_MAX_CLIENTS) n = RT_MAX_CLIENTS;
     double t0 = now_s();
     while (nregistered < n) {
         while (nconns < n && nconns - nregistered < REG_WINDOW) connect_one();
@@ -276,10 +260,7 @@ static void cmd_pump(int pairs, double seconds, int size)
         s->buf = malloc(s->buflen);
         if (!s->buf) die("malloc");
         for (size_t j = 0; j < per; j++) {
-            sbw_head h = head_of(2 * k, DATA_CMD, SMARTBUS_CMDTYPE_USER);
-            h.dst_type = CLIENT_TYPE;
-            h.dst_unit = (uint8_t)(16 + (2 * k + 1) / 256);
-            h.dst_client = (uint8_t)((2 * k + 1) % 256);
+            sbw_head h = rt_head(2 * k, 2 * k + 1, DATA_CMD, SMARTBUS_CMDTYPE_USER);
             sbw_put_packet(s->buf + j * frame, frame, &h, payload, size, SBW_PAD_NONE);
         }
     }

@@ -26,9 +26,9 @@
 #include <unistd.h>
 
 #include "router_internal.h"
+#include "rtclients.h"
 
 #define ROUTER_UNIT 3
-#define CLIENT_TYPE 11
 #define SOCKET_BUF  (1 << 20)      /* asked for: room for one batch (the kernel may give less) */
 
 static smartbus_router *router;
@@ -82,7 +82,7 @@ static void send_all(int k, const uint8_t *p, size_t n, int may_turn)
     }
 }
 
-/* a registered client (unit 16 + k / 256, id k % 256) on a new socketpair */
+/* registered client k (rtclients.h) on a new socketpair */
 static void add_client(int k)
 {
     int sv[2];
@@ -95,14 +95,7 @@ static void add_client(int k)
     if (sb_peer_adopt(router, sv[0], 0, NULL, 0) != 0) fail("adopt");
     ends[k] = sv[1];
     static uint8_t pkt[SBW_REG_NET_A_SIZE];
-    sbw_register reg;
-    memset(&reg, 0, sizeof reg);
-    reg.layout = SBW_REG_NET_A;
-    reg.client_type = CLIENT_TYPE;
-    reg.unit_id = (uint8_t)(16 + k / 256);
-    reg.client_id = (uint8_t)(k % 256);
-    reg.ap_unit = -1;
-    int n = sbw_put_register(pkt, sizeof pkt, &reg);
+    int n = rt_registration(pkt, k, NULL);
     if (n <= 0) fail("registration");
     send_all(k, pkt, (size_t)n, 1);
     turn();
@@ -148,9 +141,7 @@ int main(int argc, char **argv)
     uint8_t *pkts = malloc(frame * (size_t)batch), *payload = calloc(1, (size_t)size + 1);
     if (!pkts || !payload) fail("memory");
     for (int i = 0; i < batch; i++) {
-        sbw_head h = { .cmd = 1, .cmdtype = SMARTBUS_CMDTYPE_USER, .src_type = CLIENT_TYPE,
-                       .src_unit = 16, .src_client = 0, .dst_type = CLIENT_TYPE,
-                       .dst_unit = 16, .dst_client = 1 };
+        sbw_head h = rt_head(0, 1, 1, SMARTBUS_CMDTYPE_USER);
         if (sbw_put_packet(pkts + (size_t)i * frame, frame, &h, payload, size, SBW_PAD_NONE) < 0)
             fail("packet");
     }
