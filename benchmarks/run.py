@@ -46,6 +46,15 @@ def log(msg):
 
 # ---- processes ------------------------------------------------------------------
 
+def status_kb(pid, field):
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM...) in KiB; 0 if absent."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 class Proc:
     """A child answering one JSON line per command (lines from the worker
     carry a "@@ " prefix; other output, e.g. the vendor's trace, is skipped)."""
@@ -87,11 +96,7 @@ class Proc:
         return r
 
     def hwm_kb(self):
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
+        return status_kb(self.pid, "VmHWM")
 
     def close(self):
         if self.p.poll() is None:
@@ -339,11 +344,7 @@ def pump_reference(exe, seconds, size, hop):
 
 
 def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return status_kb(pid, "VmRSS")
 
 
 class RtLoad:
