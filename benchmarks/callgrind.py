@@ -24,27 +24,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
+
+from worker import loop_send_data      # run.py's sender loop, measured here as it runs there
 
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 NOOP_DIR_ENV = "SMARTBUS_NOOP_DIR"      # where main() built the do-nothing module
-
-
-def send_loop(send, n, unit, client, ctype, data):
-    """n calls in the loop of run.py's sender (worker.loop_send_data:
-    positional arguments from locals); -7 waits for the queue."""
-    for _ in range(n):
-        try:
-            send(1, 3, unit, client, ctype, data)
-        except Exception:                   # -7: the queue is full, let it drain
-            while True:
-                time.sleep(0.001)
-                try:
-                    send(1, 3, unit, client, ctype, data)
-                    break
-                except Exception:
-                    pass
 
 
 def probe(kind, n):
@@ -52,8 +36,9 @@ def probe(kind, n):
     if kind == "noop":
         sys.path.insert(0, os.environ[NOOP_DIR_ENV])
         import sbnoop
-        send_loop(sbnoop.Noop().send_data, n, 21, 1, 11, b"x" * 64)
+        loop_send_data(sbnoop.Noop().send_data, (21, 1, 11), b"x" * 64, n, RuntimeError)
         return
+    from smartbus.errors import SmartBusError
     from smartbus.ipc import Client as Ipc
     from smartbus.net import Client
     from smartbus.server import Server
@@ -109,7 +94,7 @@ def probe(kind, n):
             c.ping(3, 7, 3, data)
     else:
         unit, client, ctype = (3, 7, 3) if receiver is not None else (21, 1, 11)
-        send_loop(c.send_data, n, unit, client, ctype, data)
+        loop_send_data(c.send_data, (unit, client, ctype), data, n, SmartBusError)
     assert kind == "send" or n == 0 or done.wait(600)
     c.dispose()
     if receiver is not None:
@@ -151,8 +136,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
         if args.kind == "noop":
-            sys.path.insert(0, HERE)
-            from run import build_noop
+            from run import build_noop             # this script's folder leads sys.path
             env[NOOP_DIR_ENV] = build_noop(tmp)
         (base, base_main), (full, full_main) = count(args.kind, 0, env), count(args.kind, n, env)
     print("%s: %d messages: %d - %d instructions = %.0f per message (main thread: %.0f)"
