@@ -239,10 +239,14 @@ static int run_take(smartbus_router *r, const rt_peer *s, rt_peer *d, uint8_t *p
 {
     rt_run *run = &r->run;
     size_t n = SBW_HEAD_SIZE + (size_t)datalen;
+    int joins = 0;                           /* p follows the run's last piece */
     if (run->to == d) {
         struct iovec *last = &run->piece[run->npieces - 1];
-        int joins = (uint8_t *)last->iov_base + last->iov_len == p;
-        if (run->bytes + n > r->max_out || (!joins && run->npieces == RT_RUN_PIECES)) run_end(r);
+        joins = (uint8_t *)last->iov_base + last->iov_len == p;
+        if (run->bytes + n > r->max_out || (!joins && run->npieces == RT_RUN_PIECES)) {
+            run_end(r);
+            joins = 0;
+        }
     }
     if (run->to != d) {
         run_end(r);
@@ -252,9 +256,8 @@ static int run_take(smartbus_router *r, const rt_peer *s, rt_peer *d, uint8_t *p
         run->bytes = 0;
     }
     sbw_stamp_forwarded(p, datalen, s->type, s->unit, s->client);
-    struct iovec *last = run->npieces ? &run->piece[run->npieces - 1] : NULL;
-    if (last && (uint8_t *)last->iov_base + last->iov_len == p) {
-        last->iov_len += n;
+    if (joins) {
+        run->piece[run->npieces - 1].iov_len += n;
     } else {
         run->piece[run->npieces].iov_base = p;
         run->piece[run->npieces++].iov_len = n;
